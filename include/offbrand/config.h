@@ -1,0 +1,65 @@
+// Config: every setting of SPEC section 2, read from the environment and an
+// optional file of OFFBRAND_*=value lines (systemd EnvironmentFile= format);
+// the environment wins over the file.
+//
+// Thread-safety: a plain value, constant after LoadConfig.
+#ifndef OFFBRAND_CONFIG_H_
+#define OFFBRAND_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "offbrand/status.h"
+
+namespace offbrand {
+
+struct Config {
+  std::string listen_host = "127.0.0.1";
+  int listen_port = 8080;              // 0: pick a free port (tests)
+  std::string data_dir = "./data";
+  std::string public_url;              // default http://<listen>
+  std::string secret_key;              // from the env or <data_dir>/secret_key
+  std::string admin_email;             // lowercased
+  std::string stream_api_key;
+  std::string stream_api_secret;       // never logged
+  std::string stream_app_id;
+  std::string stream_base_url = "https://api.stream-io-api.com/api/v1.0/";
+  std::string stream_location;
+  int64_t stream_timeout_ms = 10'000;
+  int64_t sync_retry_max_ms = 300'000;
+  std::string feed_user = "User";
+  std::string feed_collections = "Collections";
+  std::string feed_timeline = "Timeline";
+  std::string feed_notifications = "Notifications";
+  std::string smtp_url;
+  std::string smtp_from = "offbrand@localhost";
+  std::string log_level = "info";      // debug, info, warning, error
+
+  // Limits (not in SPEC's list; settable for tests and small machines).
+  int http_threads = 8;                // cpp-httplib worker threads
+  int password_hashes_max = 2;         // concurrent Argon2id hashes
+  uint64_t map_size_bytes = 64ull << 20;
+
+  bool stream_configured() const {
+    return !stream_api_key.empty() && !stream_api_secret.empty();
+  }
+};
+
+// Parses "KEY=value" lines (comments with #, blank lines, optional quotes).
+// Fails with a message naming the line for a malformed line.
+Status ParseEnvFile(const std::string& text, std::map<std::string, std::string>* out);
+
+// Builds the Config from `file` (may be empty) and the process environment.
+// Reads OFFBRAND_STREAM_API_SECRET_FILE and the systemd credential
+// $CREDENTIALS_DIRECTORY/stream_api_secret when the secret is not set
+// directly. Does not touch the data dir (see EnsureSecretKey).
+Result<Config> LoadConfig(const std::string& file);
+
+// Fills config->secret_key from <data_dir>/secret_key, generating the file
+// (mode 0600, 32 random bytes hex) when absent and no key was configured.
+Status EnsureSecretKey(Config* config);
+
+}  // namespace offbrand
+
+#endif  // OFFBRAND_CONFIG_H_

@@ -1,0 +1,50 @@
+// Collections and their links (items): domain operations shared with other
+// modules. Routes live in collections.cc (RegisterCollectionRoutes) and the
+// feed reads in feeds.cc.
+//
+// Every *InTxn function writes rows, indexes and outbox records in the
+// caller's write transaction; the caller commits (Store::Write).
+//
+// Thread-safety: free functions over a caller-owned transaction.
+#ifndef OFFBRAND_COLLECTIONS_H_
+#define OFFBRAND_COLLECTIONS_H_
+
+#include <cstdint>
+#include <string_view>
+
+#include "json.h"
+#include "offbrand/config.h"
+#include "offbrand/model.h"
+#include "offbrand/status.h"
+#include "offbrand/store.h"
+
+namespace offbrand {
+
+Result<Collection> LoadCollection(const Txn& txn, uint64_t id);  // 404 not_found
+Result<Item> LoadItem(const Txn& txn, uint64_t id);              // 404 not_found
+
+// Deletes a collection, its items, its follower rows (queueing the unfollows
+// they imply, via follows.h) and queues the Stream removes (the collection's
+// activity from User:<author>, each item's from Collections:<id>).
+Status DeleteCollectionInTxn(WriteTxn& txn, const Config& config, const Collection& c);
+// Deletes every collection authored by `user_id` (user deletion).
+Status DeleteUserCollectionsInTxn(WriteTxn& txn, const Config& config, uint64_t user_id);
+
+// Called by the sync engine when Stream reported the activity id of an add:
+// stores it on the row named by `foreign_id` ("Collection:<id>" or
+// "Content:<id>"). A row that no longer exists is not an error.
+Status SetStreamIdInTxn(WriteTxn& txn, std::string_view foreign_id, std::string_view stream_id);
+
+// The SPEC collection object (author enriched, follower_count without the
+// author's self-follow) and item object.
+void WriteCollectionJson(const Txn& txn, JsonOut& out, const Collection& c);
+void WriteItemJson(JsonOut& out, const Item& i);
+
+// The Stream activity bodies (compact JSON), shared by the outbox producers
+// and the offline feed reads so both show the same fields.
+std::string CollectionActivityJson(const Config& config, const Collection& c);
+std::string ItemActivityJson(const Config& config, const Item& i, const Collection& c);
+
+}  // namespace offbrand
+
+#endif  // OFFBRAND_COLLECTIONS_H_

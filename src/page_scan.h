@@ -1,0 +1,69 @@
+// Newest-first pages over id-ordered LMDB keys, shared by the collection
+// lists (collections.cc) and the offline feed reads (feeds.cc).
+//
+// Keys scanned are `prefix` + a big-endian u64 id (the kCollections rows
+// with an empty prefix, or an index such as kCollectionsByAuthor with the
+// author's U64Key as prefix). A page is the `limit` largest ids below the
+// cursor's id, so pages stay stable while rows are added: new rows get larger
+// ids and only ever appear before page 1.
+//
+// Thread-safety: works inside one caller-owned transaction.
+#ifndef OFFBRAND_PAGE_SCAN_H_
+#define OFFBRAND_PAGE_SCAN_H_
+
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "http_server.h"
+#include "offbrand/status.h"
+#include "offbrand/store.h"
+
+namespace offbrand {
+
+// The exclusive upper bound of a page: every id when `cursor` is empty, else
+// the ids below the last id of the previous page. 422 for a bad cursor.
+inline Status PageBefore(const std::string& cursor, uint64_t* before) {
+  if (cursor.empty()) {
+    *before = std::numeric_limits<uint64_t>::max();
+    return Status::Ok();
+  }
+  return DecodeCursor(cursor, before);
+}
+
+// Calls visit(id, value) for up to `limit` entries of `db` whose key is
+// `prefix` + u64 id with id < `before`, largest id first. `value` is valid
+// only during the call. *next is set to the last visited id when entries
+// remain beyond the page, else 0 (no next page). Stops at the first non-OK
+// Status returned by `visit` and returns it.
+template <typename Visit>
+Status ScanNewestFirst(const Txn& txn, Db db, std::string_view prefix, uint64_t before,
+                       int limit, uint64_t* next, Visit&& visit) {
+  *next = 0;
+  if (before == 0 || limit <= 0) return Status::Ok();
+  std::string seek(prefix);
+  PutU64BE(&seek, before - 1);
+  Cursor cursor = txn.OpenCursor(db);
+  const size_t key_size = prefix.size() + 8;
+  auto in_range = [&]() {
+    const std::string_view key = cursor.key();
+    return key.size() == key_size && key.substr(0, prefix.size()) == prefix;
+  };
+  int taken = 0;
+  uint64_t last = 0;
+  for (bool ok = cursor.SeekLE(seek); ok && in_range(); ok = cursor.Prev()) {
+    if (taken == limit) {
+      *next = last;
+      break;
+    }
+    last = GetU64BE(cursor.key().substr(prefix.size()));
+    if (Status s = visit(last, cursor.value()); !s.ok()) return s;
+    ++taken;
+  }
+  return Status::Ok();
+}
+
+}  // namespace offbrand
+
+#endif  // OFFBRAND_PAGE_SCAN_H_
