@@ -1,6 +1,7 @@
 // The offbrand command line.
 #include "cli.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -90,6 +91,9 @@ int Serve(const Config& config) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // One malloc arena per worker thread would multiply RSS on a small Pi;
+  // two arenas keep contention low on its few cores.
+  mallopt(M_ARENA_MAX, 2);
 
   auto app = App::Open(config);
   if (!app.ok()) return Fail(app.status().message());

@@ -227,7 +227,8 @@ HttpServer::HttpServer(Services& svc) : svc_(svc) {
   server_.set_read_timeout(10, 0);
   server_.set_write_timeout(10, 0);
   server_.set_keep_alive_timeout(5);
-  server_.set_keep_alive_max_count(10'000);
+  // Rotate long keep-alive connections so queued ones get a worker.
+  server_.set_keep_alive_max_count(1'000);
   server_.set_tcp_nodelay(true);
   server_.set_error_handler(httplib::Server::HandlerWithResponse(
       [](const httplib::Request&, httplib::Response& res) {

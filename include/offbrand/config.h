@@ -37,7 +37,9 @@ struct Config {
   std::string log_level = "info";      // debug, info, warning, error
 
   // Limits (not in SPEC's list; settable for tests and small machines).
-  int http_threads = 8;                // cpp-httplib worker threads
+  // cpp-httplib worker threads. A worker serves one keep-alive connection
+  // until it idles out, so this bounds concurrent connections too.
+  int http_threads = 32;
   int password_hashes_max = 2;         // concurrent Argon2id hashes
   uint64_t map_size_bytes = 64ull << 20;
 
@@ -57,7 +59,7 @@ Status ParseEnvFile(const std::string& text, std::map<std::string, std::string>*
 Result<Config> LoadConfig(const std::string& file);
 
 // Fills config->secret_key from <data_dir>/secret_key, generating the file
-// (mode 0600, 32 random bytes hex) when absent and no key was configured.
+// (mode 0600, 32 random bytes as base64url) when absent and no key was configured.
 Status EnsureSecretKey(Config* config);
 
 }  // namespace offbrand

@@ -118,7 +118,8 @@ class TestServer {
   std::vector<std::pair<std::string, std::string>> mails_;  // to, body
 };
 
-// The real binary as a child process. Output goes to <dir>/server.log.
+// The real binary as a child process. Output is appended to
+// <data_dir>.server.log (beside the data dir, so restarts keep history).
 class ServerProcess {
  public:
   // `env` adds OFFBRAND_* variables (OFFBRAND_LISTEN defaults to
