@@ -444,7 +444,11 @@ void Store::RunBatch(std::deque<std::shared_ptr<Pending>>* batch) {
           results.emplace_back(p, s);
         }
       }
-      rc = mdb_txn_commit(parent);  // frees parent even when it fails
+      if (options_.commit_fault_for_test && (rc = options_.commit_fault_for_test()) != 0) {
+        mdb_txn_abort(parent);
+      } else {
+        rc = mdb_txn_commit(parent);  // frees parent even when it fails
+      }
       if (rc == MDB_MAP_FULL) {
         // Nothing of this batch is on disk; run its good writes again once
         // the map has grown (each at most once more).

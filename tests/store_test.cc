@@ -7,6 +7,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <ostream>
 #include <atomic>
 #include <chrono>
@@ -461,6 +462,39 @@ BOOST_AUTO_TEST_CASE(MapAtItsMaximumAnswersStorageFullAndWritesNothing) {
 }
 
 // A read transaction keeps seeing the snapshot it started with.
+BOOST_AUTO_TEST_CASE(FailedCommitRefusesEveryLaterWriteUntilReopen) {
+  TempDir dir;
+  std::atomic<int> fault{0};
+  {
+    StoreOptions options;
+    options.dir = dir.path();
+    options.map_size_bytes = 8ull << 20;
+    options.commit_fault_for_test = [&fault] { return fault.load(); };
+    auto store = OpenStore(options);
+    BOOST_REQUIRE(PutOne(*store, "before", "1").ok());
+    fault = EIO;  // the next fsync "fails"
+    Status s = PutOne(*store, "lost", "1");
+    BOOST_TEST(s.code() == Status::Code::kUnavailable);
+    BOOST_TEST(s.http_status() == 503);
+    BOOST_TEST(store->failed());
+    BOOST_TEST(store->failure().find("commit failed") != std::string::npos);
+    fault = 0;  // even once the disk "recovers", the state is unknown: refuse
+    s = PutOne(*store, "after", "1");
+    BOOST_TEST(s.code() == Status::Code::kUnavailable);
+    BOOST_TEST(store->WriteDirect([](WriteTxn& txn) {
+                 return txn.Put(Db::kMeta, "direct", "1");
+               }).code() == Status::Code::kUnavailable);
+    // Reads still answer from the last good state.
+    BOOST_TEST(ReadValue(*store, Db::kMeta, "before") == "1");
+    BOOST_TEST(ReadValue(*store, Db::kMeta, "lost") == "<absent>");
+  }
+  auto reopened = OpenStore(dir.path());  // a restart clears the failed state
+  BOOST_TEST(!reopened->failed());
+  BOOST_TEST(ReadValue(*reopened, Db::kMeta, "lost") == "<absent>");
+  BOOST_TEST(ReadValue(*reopened, Db::kMeta, "after") == "<absent>");
+  BOOST_REQUIRE(PutOne(*reopened, "after", "2").ok());
+}
+
 BOOST_AUTO_TEST_CASE(ReadTxnSeesAStableSnapshot) {
   TempDir dir;
   auto store = OpenStore(dir.path());

@@ -181,6 +181,10 @@ struct StoreOptions {
   // When false the env is opened with MDB_NOSYNC: for the benchmark's
   // one-fsync-per-write baseline only, never in production.
   bool durable = true;
+  // Tests only: called before each group commit; a non-zero return is
+  // treated as the commit's error code (the batch is aborted, as a failed
+  // fsync would leave it), so the failed-store path can be exercised.
+  std::function<int()> commit_fault_for_test;
 };
 
 class Store {
