@@ -14,12 +14,20 @@
 #ifndef OFFBRAND_ACTIVITY_JSON_H_
 #define OFFBRAND_ACTIVITY_JSON_H_
 
+#include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "json.h"
 #include "offbrand/model.h"
 
 namespace offbrand {
+
+// Stream's time "YYYY-MM-DDTHH:MM:SS.ffffff" of `unix_us` (UTC) written into
+// `buf` without allocating; returns the view of the 26 bytes written. Same
+// text as model.h's FormatStreamTime for every time from year 1970 to 9999,
+// which the feed reads call once per entry.
+std::string_view FormatStreamTimeTo(int64_t unix_us, char (&buf)[32]);
 
 // actor, verb "create", object, foreign_id "Collection:<id>", time (the
 // row's created_us in Stream's format), create (= name), name, description.
