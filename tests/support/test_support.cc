@@ -74,6 +74,7 @@ httplib::Headers AuthHeaders(const std::string& auth) {
 }
 
 void ConfigureClient(httplib::Client* cli) {
+  cli->set_tcp_nodelay(true);
   cli->set_read_timeout(kReadTimeoutS, 0);
   cli->set_write_timeout(kReadTimeoutS, 0);
   cli->set_connection_timeout(kConnectTimeoutS, 0);
