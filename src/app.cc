@@ -1,6 +1,8 @@
 // App: assembles and runs the server.
 #include "app.h"
 
+#include <httplib.h>
+
 #include <chrono>
 
 #include "accounts.h"
@@ -22,6 +24,25 @@ constexpr int64_t kLastSeenFlushIntervalMs = 60'000;
 constexpr int64_t kStatusIntervalMs = 10'000;
 constexpr int64_t kPurgeIntervalMs = 3'600'000;
 constexpr size_t kPurgeRowsMax = 10'000;  // per pass, to keep one write short
+// The watchdog's liveness checks. A group commit that has run this long is
+// stuck (a batch is milliseconds, a map growth well under a second).
+constexpr int64_t kWriterBatchMsMax = 20'000;
+constexpr int kProbeTimeoutMs = 2'000;
+
+// True when the server answers GET /healthz on its own socket: proves the
+// accept loop and a worker thread are alive, not just a flag.
+bool ProbeHealthz(const std::string& host, int port) {
+  std::string target = host;
+  if (target.empty() || target == "0.0.0.0") target = "127.0.0.1";
+  if (target == "::" || target == "[::]") target = "::1";
+  httplib::Client cli(target, port);
+  cli.set_connection_timeout(0, kProbeTimeoutMs * 1000);
+  cli.set_read_timeout(0, kProbeTimeoutMs * 1000);
+  cli.set_write_timeout(0, kProbeTimeoutMs * 1000);
+  cli.set_keep_alive(false);
+  auto res = cli.Get("/healthz", {{"User-Agent", kWatchdogUserAgent}});
+  return res && res->status == 200;
+}
 
 // Deletes expired sessions and used-token marks (both carry an expiry).
 Status PurgeExpired(Store& store, int64_t now_ms) {
@@ -153,9 +174,25 @@ void App::Housekeeping() {
     if (stopping_) break;
     lock.unlock();
     const int64_t now = SystemClock::Instance().NowMs();
-    // Ping the watchdog only while the serving and sync loops are alive.
-    const bool sync_alive = now - sync_->last_loop_ms() < 60'000;
-    if (watchdog_us > 0 && server_->running() && sync_alive && !store_->failed()) NotifyWatchdog();
+    // Ping the watchdog only while every loop is alive: the HTTP server
+    // answers on its socket, the writer is not stuck in a batch, the sync
+    // loop went round recently (it waits at most kLoopWaitMsMax between
+    // rounds, plus one request timeout), and the store has not failed (a
+    // restart is the documented way out of a failed commit).
+    if (watchdog_us > 0) {
+      const int64_t sync_stall_ms_max = 2 * config_.stream_timeout_ms + 10 * kLoopWaitMsMax;
+      const bool sync_alive = now - sync_->last_loop_ms() < sync_stall_ms_max;
+      const int64_t batch_started = store_->batch_started_ms();
+      const bool writer_alive = batch_started == 0 || now - batch_started < kWriterBatchMsMax;
+      const bool http_alive = ProbeHealthz(config_.listen_host, port());
+      if (http_alive && sync_alive && writer_alive && !store_->failed()) {
+        NotifyWatchdog();
+      } else {
+        OB_LOG(kWarning, "watchdog: not pinging (http %s, sync loop %s, writer %s, store %s)",
+               http_alive ? "ok" : "not answering", sync_alive ? "ok" : "stalled",
+               writer_alive ? "ok" : "stuck", store_->failed() ? "failed" : "ok");
+      }
+    }
     if (now - last_status >= kStatusIntervalMs) {
       last_status = now;
       SyncStatus st = sync_->GetStatus();

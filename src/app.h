@@ -20,6 +20,9 @@
 
 namespace offbrand {
 
+// The User-Agent of the watchdog's own /healthz probe (not request-logged).
+inline constexpr char kWatchdogUserAgent[] = "offbrand-watchdog";
+
 class App {
  public:
   // Opens the store (checking and migrating the schema), creates the
@@ -36,6 +39,8 @@ class App {
   void Stop();
 
   int port() const { return server_->port(); }
+  // False once the listener stopped, by Stop() or by a fatal error.
+  bool listening() const { return server_ && server_->running(); }
   Services& services() { return services_; }
   const Config& config() const { return config_; }
 

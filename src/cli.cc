@@ -3,6 +3,7 @@
 
 #include <malloc.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -77,8 +78,34 @@ Result<std::unique_ptr<Store>> OpenStore(const Config& config, bool read_only) {
   if (!read_only) {
     Status s = CheckAndMigrateSchema(**store);
     if (!s.ok()) return s;
+    return store;
   }
+  // A read-only command never migrates, but must not misread a layout it
+  // does not know either.
+  Status s = CheckSchemaReadable(**store);
+  if (!s.ok()) return s;
   return store;
+}
+
+// `offbrand backup DEST`: the compacted LMDB copy plus the generated
+// secret_key (which signs mailed links), so that DEST is a whole data dir.
+int Backup(const Config& config, const std::string& dest) {
+  auto store = OpenStore(config, true);
+  if (!store.ok()) return Fail(store.status().message());
+  Status s = (*store)->Backup(dest);
+  if (!s.ok()) return Fail(s.message());
+  const std::string key_path = config.data_dir + "/secret_key";
+  std::ifstream key_in(key_path, std::ios::binary);
+  if (key_in) {
+    const mode_t old_mask = umask(077);
+    std::ofstream key_out(dest + "/secret_key", std::ios::binary | std::ios::trunc);
+    key_out << key_in.rdbuf();
+    key_out.close();
+    umask(old_mask);
+    if (!key_out) return Fail("backup: cannot write " + dest + "/secret_key");
+  }
+  printf("backup written to %s (restore: stop offbrand, copy it as the data dir)\n", dest.c_str());
+  return 0;
 }
 
 int Serve(const Config& config) {
@@ -115,9 +142,15 @@ int Serve(const Config& config) {
       if (!f.ok()) OB_LOG(kWarning, "last_seen flush failed: %s", f.ToString().c_str());
       continue;
     }
-    if (!(*app)->services().store || (*app)->services().store->failed()) {
-      // Keep serving reads; /readyz reports the failure. Nothing to do here.
+    if (!(*app)->listening()) {
+      // The listener died on its own (not through Stop): exit non-zero so
+      // systemd's Restart= brings the service back.
+      OB_LOG(kError, "http: the listener stopped unexpectedly; exiting");
+      (*app)->Stop();
+      return 1;
     }
+    // A failed store keeps serving reads; /readyz reports the failure and
+    // the watchdog stops pinging, so systemd restarts us.
   }
   (*app)->Stop();
   return 0;
@@ -293,12 +326,7 @@ int CliMain(int argc, char** argv) {
   if (command == "outbox") return OutboxCommand(*config, args);
   if (command == "backup") {
     if (args.size() != 1) return Fail("backup: expected DEST");
-    auto store = OpenStore(*config, true);
-    if (!store.ok()) return Fail(store.status().message());
-    Status s = (*store)->Backup(args[0]);
-    if (!s.ok()) return Fail(s.message());
-    printf("backup written to %s (restore: stop offbrand, copy it as the data dir)\n", args[0].c_str());
-    return 0;
+    return Backup(*config, args[0]);
   }
   if (command == "check") {
     auto store = OpenStore(*config, true);

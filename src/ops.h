@@ -21,6 +21,10 @@ constexpr uint64_t kSchemaVersion = 1;
 Status CheckAndMigrateSchema(Store& store);
 // Reads the schema version (0 when unset).
 uint64_t SchemaVersion(const Txn& txn);
+// For read-only opens (CLI inspection, backup): OK when this binary
+// understands the store's layout (version <= kSchemaVersion; an older store
+// is read as is, never migrated); the same refusal as above when newer.
+Status CheckSchemaReadable(const Store& store);
 
 // `offbrand check`: verifies invariants (every index entry points to a row
 // that points back, every row has its index entries, follower rows mirror

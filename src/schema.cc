@@ -73,6 +73,13 @@ uint64_t SchemaVersion(const Txn& txn) {
   return GetU64BE(v);
 }
 
+Status CheckSchemaReadable(const Store& store) {
+  auto txn = store.BeginRead();
+  if (!txn.ok()) return txn.status();
+  const uint64_t found = SchemaVersion(**txn);
+  return found > kSchemaVersion ? TooNew(store, found) : Status::Ok();
+}
+
 Status CheckAndMigrateSchema(Store& store) {
   uint64_t found = 0;
   {

@@ -379,7 +379,9 @@ void Store::WriterLoop() {
         queue_.pop_front();
       }
     }
+    batch_started_ms_ = WallMs();
     RunBatch(&batch);
+    batch_started_ms_ = 0;
   }
 }
 
@@ -500,7 +502,12 @@ void Store::RunBatch(std::deque<std::shared_ptr<Pending>>* batch) {
       if (s.ok()) writes_++;
       p->done.set_value(s);
     }
-    if (after_commit_) after_commit_();
+    {
+      // Under hook_mu_: SetAfterCommitHook may run on another thread (App
+      // start and stop) while this writer finishes a batch.
+      std::lock_guard<std::mutex> hook_lock(hook_mu_);
+      if (after_commit_) after_commit_();
+    }
     if (!retry.empty() && !GrowMap()) {
       fail_all(&retry, LmdbError(MDB_MAP_FULL, "write"));
     }
@@ -512,7 +519,11 @@ Status Store::Backup(const std::string& dest_dir) const {
   if (mkdir(dest_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return Status::Internal("cannot create " + dest_dir + ": " + strerror(errno));
   }
+  // LMDB creates the copy with mode 0666 & ~umask: the copy holds password
+  // hashes and session hashes, so it gets the data file's own 0600.
+  const mode_t old_mask = umask(077);
   int rc = mdb_env_copy2(env_, dest_dir.c_str(), MDB_CP_COMPACT);
+  umask(old_mask);
   if (rc != 0) return Status::Internal("backup to " + dest_dir + " failed: " + mdb_strerror(rc));
   return Status::Ok();
 }

@@ -12,6 +12,7 @@
 #include <httplib.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,13 @@
 
 namespace offbrand::test {
 namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 const std::string kApi = "/api/v1";
 const std::string kAdminName = "admin";
@@ -463,6 +471,26 @@ BOOST_AUTO_TEST_CASE(ServeRefusesADataDirWithANewerSchema) {
   BOOST_CHECK_MESSAGE(Contains(out, "has schema " + std::to_string(kSchemaVersion + 1)), out);
 }
 
+BOOST_AUTO_TEST_CASE(ReadOnlyCommandsRefuseANewerSchemaToo) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  {
+    auto store = OpenStoreAt(data);
+    Status w = store->Write([](WriteTxn& txn) {
+      return txn.Put(Db::kMeta, "schema_version", U64Key(kSchemaVersion + 1));
+    });
+    BOOST_REQUIRE(w.ok());
+  }
+  for (const std::vector<std::string>& cmd :
+       {std::vector<std::string>{"outbox", "status"}, {"outbox", "list"},
+        {"backup", tmp.Sub("copy")}, {"check"}}) {
+    std::string out;
+    const int rc = RunCli(cmd, DataEnv(data), &out);
+    BOOST_CHECK_MESSAGE(rc != 0, cmd[0] << " exit " << rc);
+    BOOST_CHECK_MESSAGE(Contains(out, "upgrade offbrand"), cmd[0] << ": " << out);
+  }
+}
+
 // ---- invariants -------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(CheckInvariantsPassesOnDataWrittenByTheServer) {
@@ -563,6 +591,12 @@ BOOST_AUTO_TEST_CASE(BackupDuringWritesRestoresIntoAWorkingServer) {
   const std::string backup = tmp.Sub("backup");
   const std::string restored = tmp.Sub("restored");
   CreateAdminWithCli(tmp, data);
+  // A generated secret key, as `offbrand serve` writes one when
+  // OFFBRAND_SECRET_KEY is unset (the test servers set it, so write it here).
+  {
+    std::ofstream key(data + "/secret_key");
+    key << "generated-secret-key-of-this-data-dir\n";
+  }
   std::set<std::string> before_backup;
   BurstOutcome outcome;
   {
@@ -574,6 +608,14 @@ BOOST_AUTO_TEST_CASE(BackupDuringWritesRestoresIntoAWorkingServer) {
     std::string out;
     const int rc = RunCli({"backup", backup}, DataEnv(data), &out);
     BOOST_REQUIRE_MESSAGE(rc == 0, "offbrand backup: exit " << rc << ": " << out);
+    // The copy holds password and session hashes: owner-only, like the
+    // data file. The generated secret key travels with it.
+    struct stat st;
+    BOOST_REQUIRE(stat((backup + "/data.mdb").c_str(), &st) == 0);
+    BOOST_CHECK_EQUAL(st.st_mode & 0777, 0600u);
+    BOOST_REQUIRE(stat((backup + "/secret_key").c_str(), &st) == 0);
+    BOOST_CHECK_EQUAL(st.st_mode & 0777, 0600u);
+    BOOST_CHECK(ReadFile(backup + "/secret_key") == ReadFile(data + "/secret_key"));
     const uint64_t at_backup = burst.acked_count();
     // Writes kept flowing while the copy was taken.
     WaitForAcks(burst, at_backup + 10);

@@ -217,20 +217,28 @@ class Store {
   // True once a commit failed; writes are refused until restart.
   bool failed() const { return failed_.load(); }
   std::string failure() const;
-  // Copies the environment with compaction into `dest_dir` (created if
-  // missing, must be empty); consistent while writers run.
+  // Copies the environment with compaction into `dest_dir` (created 0700 if
+  // missing, must not hold a data.mdb); consistent while writers run. The
+  // copy is mode 0600. Sets the process umask for the copy: for the CLI.
   Status Backup(const std::string& dest_dir) const;
   // Map bytes in use and the current map size, for /metrics.
   void MapUse(uint64_t* used_bytes, uint64_t* map_bytes) const;
   // Counters since start: commits (fsyncs) and writes committed.
   uint64_t commits() const { return commits_.load(); }
   uint64_t writes() const { return writes_.load(); }
+  // Wall time (ms) at which the writer began the batch it is running, 0 when
+  // it is idle: for the watchdog (a batch running for seconds is stuck).
+  int64_t batch_started_ms() const { return batch_started_ms_.load(); }
   const std::string& dir() const { return options_.dir; }
 
   MDB_dbi dbi(Db db) const { return dbis_[static_cast<int>(db)]; }
   // Called by the writer after each durable batch (used to wake the sync
-  // thread). Set before serving; not synchronized.
-  void SetAfterCommitHook(std::function<void()> hook) { after_commit_ = std::move(hook); }
+  // thread). Thread-safe; the hook runs on the writer thread after each durable
+  // batch and must be cheap (it delays the next batch).
+  void SetAfterCommitHook(std::function<void()> hook) {
+    std::lock_guard<std::mutex> lock(hook_mu_);
+    after_commit_ = std::move(hook);
+  }
 
  private:
   struct Pending;
@@ -245,7 +253,9 @@ class Store {
   StoreOptions options_;
   MDB_env* env_ = nullptr;
   MDB_dbi dbis_[static_cast<int>(Db::kCount)] = {};
-  std::function<void()> after_commit_;
+
+  std::mutex hook_mu_;
+  std::function<void()> after_commit_;  // guarded by hook_mu_
 
   // Readers hold this shared; map growth holds it exclusively, because
   // mdb_env_set_mapsize needs no transaction open in this process.
@@ -262,6 +272,7 @@ class Store {
   std::atomic<uint64_t> map_size_{0};
   std::atomic<uint64_t> commits_{0};
   std::atomic<uint64_t> writes_{0};
+  std::atomic<int64_t> batch_started_ms_{0};
   std::thread writer_;
 };
 
