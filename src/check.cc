@@ -347,6 +347,7 @@ class Checker {
         Problem("%s: record key %llu holds sequence %llu", name, U(seq), U(rec->seq));
       }
       std::string why = OutboxRecordProblem(*rec);
+      if (why.empty()) why = NeverAllocated(*rec);
       if (!why.empty()) {
         Problem("%s: record %llu (%s): %s", name, U(seq), OutboxOpName(rec->op), why.c_str());
       }
@@ -398,6 +399,42 @@ class Checker {
         return "";
     }
     return "unknown operation";
+  }
+
+  // A record naming an id its counter never handed out ("" when none): a
+  // deleted row's records are fine, an id from nowhere is not.
+  std::string NeverAllocated(const OutboxRecord& rec) const {
+    auto beyond = [this](std::string_view digits, std::initializer_list<const char*> kinds) {
+      uint64_t next = 0;
+      std::string name;
+      if (!IsDigits(digits) || digits.size() > 19 || !Counter(kinds, &next, &name)) return false;
+      return std::stoull(std::string(digits)) >= next;
+    };
+    std::string_view f = rec.foreign_id;
+    switch (rec.op) {
+      case OutboxOp::kUserAdd:
+      case OutboxOp::kUserUpdate:
+      case OutboxOp::kUserDelete:
+        if (beyond(f, {"user", "users"})) return "user " + rec.foreign_id + " was never created";
+        return "";
+      case OutboxOp::kActivityAdd:
+      case OutboxOp::kActivityUpdate:
+      case OutboxOp::kActivityRemove:
+        if (f.rfind("Collection:", 0) == 0 && beyond(f.substr(11), {"collection", "collections"})) {
+          return rec.foreign_id + " was never created";
+        }
+        if (f.rfind("Content:", 0) == 0 && beyond(f.substr(8), {"item", "items", "content"})) {
+          return rec.foreign_id + " was never created";
+        }
+        return "";
+      case OutboxOp::kFollow:
+      case OutboxOp::kUnfollow:
+        if (beyond(rec.feed_id, {"user", "users"})) {
+          return "follower " + rec.feed_id + " was never created";
+        }
+        return "";
+    }
+    return "";
   }
 
   // ---- counters ------------------------------------------------------------------

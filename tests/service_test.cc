@@ -549,6 +549,17 @@ BOOST_AUTO_TEST_CASE(CheckInvariantsNamesEachKindOfBrokenInvariant) {
       {"garbage outbox record",
        [](WriteTxn& txn) { return txn.Put(Db::kOutbox, U64Key(1ull << 40), "garbage"); },
        {"outbox: record 1099511627776 does not decode"}},
+      {"outbox record for a link that was never created",
+       [](WriteTxn& txn) {
+         OutboxRecord rec;
+         rec.op = OutboxOp::kActivityRemove;
+         rec.feed_group = "Collections";
+         rec.feed_id = "1";
+         rec.foreign_id = "Content:999999";
+         rec.entity = rec.foreign_id;
+         return EnqueueOutbox(txn, &rec);
+       },
+       {"Content:999999 was never created"}},
       {"id counter behind the rows",
        [](WriteTxn& txn) { return txn.Put(Db::kMeta, "next_id:user", U64Key(1)); },
        {"next_id:user is 1", "ids would be reused"}},
