@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "collections.h"
 #include "offbrand/model.h"
 #include "offbrand/outbox.h"
 #include "ops.h"
@@ -228,14 +229,12 @@ class Checker {
         Problem("items_by_collection: missing entry for item %llu of collection %llu",
                 U(item.id), U(item.collection_id));
       }
-      std::string url_key = U64Key(item.collection_id) + item.url;
-      std::string_view v;
-      if (!txn_.Get(Db::kItemUrls, url_key, &v).ok()) {
+      if (!txn_.Has(Db::kItemUrls, ItemUrlKey(item.collection_id, item.url, item.id))) {
         Problem("item_urls: missing entry for item %llu (%s)", U(item.id),
                 Printable(item.url).c_str());
-      } else if (v.size() != 8 || GetU64BE(v) != item.id) {
-        Problem("item_urls: entry for %s in collection %llu does not point to item %llu",
-                Printable(item.url).c_str(), U(item.collection_id), U(item.id));
+      } else if (FindItemByUrl(txn_, item.collection_id, item.url) != item.id) {
+        Problem("item_urls: item %llu has the url %s of another item of collection %llu",
+                U(item.id), Printable(item.url).c_str(), U(item.collection_id));
       }
     }
   }
@@ -264,21 +263,21 @@ class Checker {
   void CheckItemUrls() {
     Cursor c = txn_.OpenCursor(Db::kItemUrls);
     for (bool ok = c.First(); ok; ok = c.Next()) {
-      if (c.key().size() < 8 || c.value().size() != 8) {
+      // Key: collection id + SHA-256(url) + item id (collections.h).
+      if (c.key().size() != kItemUrlKeyBytes || !c.value().empty()) {
         Problem("item_urls: malformed entry %s", Printable(c.key()).c_str());
         continue;
       }
       uint64_t cid = GetU64BE(c.key());
-      std::string url(c.key().substr(8));
-      uint64_t id = GetU64BE(c.value());
+      uint64_t id = GetU64BE(c.key().substr(kItemUrlPrefixBytes));
       std::string_view row;
       Item item;
       if (!txn_.Get(Db::kItems, U64Key(id), &row).ok()) {
-        Problem("item_urls: entry for %s in collection %llu points to missing item %llu",
-                Printable(url).c_str(), U(cid), U(id));
-      } else if (DecodeItem(row, &item) && (item.collection_id != cid || item.url != url)) {
-        Problem("item_urls: entry for %s in collection %llu points to item %llu with another url",
-                Printable(url).c_str(), U(cid), U(id));
+        Problem("item_urls: entry in collection %llu points to missing item %llu", U(cid), U(id));
+      } else if (DecodeItem(row, &item) &&
+                 (item.collection_id != cid || ItemUrlKey(cid, item.url, id) != c.key())) {
+        Problem("item_urls: entry in collection %llu points to item %llu with another url",
+                U(cid), U(id));
       }
     }
   }

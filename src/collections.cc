@@ -2,6 +2,8 @@
 // queue, and the /collections and /items routes.
 #include "collections.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <string>
 #include <utility>
@@ -10,6 +12,7 @@
 #include "activity_json.h"
 #include "follows.h"
 #include "http_server.h"
+#include "offbrand/log.h"
 #include "offbrand/outbox.h"
 #include "page_scan.h"
 #include "users_db.h"
@@ -31,8 +34,9 @@ struct CollectionFields {
   std::string description;
 };
 
-// A parsed, validated item body. An explicit null (or "") for an optional
-// field (description, image) clears it.
+// A parsed, validated item body. An explicit null or "" for an optional
+// field (description, image) clears it (has_* true, the string empty); the
+// outbox update then unsets it.
 struct ItemFields {
   bool has_url = false;
   bool has_title = false;
@@ -74,9 +78,21 @@ Status ReadField(const RequestJson& json, const char* name, bool required, std::
   return Status::Ok();
 }
 
+// A field every row must keep (a collection's name and description, a
+// link's url and title) cannot be cleared: on a PATCH an explicit null is
+// 422 invalid_field, not "leave it as it is"; on a create too (rather than
+// 400 wrong_type), so both answer a null the same way.
+Status RefuseNull(const RequestJson& json, const char* name) {
+  if (!json.IsNull(name)) return Status::Ok();
+  return Status::Invalid(name, std::string(name) + " cannot be null");
+}
+
 Status ParseCollectionFields(RequestContext& ctx, bool create, CollectionFields* f) {
   RequestJson json;
   if (Status s = ctx.ParseJson(&json, {"name", "description"}); !s.ok()) return s;
+  for (const char* required : {"name", "description"}) {
+    if (Status s = RefuseNull(json, required); !s.ok()) return s;
+  }
   if (Status s = ReadField(json, "name", create, &f->name, &f->has_name); !s.ok()) return s;
   if (Status s = ReadField(json, "description", create, &f->description, &f->has_description);
       !s.ok()) {
@@ -98,6 +114,9 @@ Status ParseCollectionFields(RequestContext& ctx, bool create, CollectionFields*
 Status ParseItemFields(RequestContext& ctx, bool create, ItemFields* f) {
   RequestJson json;
   if (Status s = ctx.ParseJson(&json, {"url", "title", "description", "image"}); !s.ok()) return s;
+  for (const char* required : {"url", "title"}) {
+    if (Status s = RefuseNull(json, required); !s.ok()) return s;
+  }
   if (Status s = ReadField(json, "url", create, &f->url, &f->has_url); !s.ok()) return s;
   if (Status s = ReadField(json, "title", create, &f->title, &f->has_title); !s.ok()) return s;
   if (Status s = ReadField(json, "description", false, &f->description, &f->has_description);
@@ -135,12 +154,6 @@ Status ParseItemFields(RequestContext& ctx, bool create, ItemFields* f) {
 
 // ---- rows and records ---------------------------------------------------------
 
-std::string ItemUrlKey(uint64_t collection_id, std::string_view url) {
-  std::string key = U64Key(collection_id);
-  key.append(url.data(), url.size());
-  return key;
-}
-
 bool MayEdit(const Viewer& viewer, uint64_t author_id) {
   return viewer.user.id == author_id || viewer.user.is_admin();
 }
@@ -166,11 +179,13 @@ Status EnqueueActivity(WriteTxn& txn, OutboxOp op, const std::string& group, uin
   return EnqueueOutbox(txn, &rec);
 }
 
-// A partial update of one activity: string fields to set, fields to unset.
+// A partial update of one activity: string fields to set, fields to set to
+// a JSON value (compact JSON text), fields to unset.
 struct Change {
   std::vector<std::pair<const char*, std::string>> set;
+  std::vector<std::pair<const char*, std::string>> set_json;
   std::vector<const char*> unset;
-  bool empty() const { return set.empty() && unset.empty(); }
+  bool empty() const { return set.empty() && set_json.empty() && unset.empty(); }
 };
 
 // {"foreign_id","time","set":{..},"unset":[..]}: one entry of Stream's
@@ -180,9 +195,10 @@ std::string ChangeJson(const std::string& foreign_id, int64_t created_us, const 
   out.BeginObject();
   out.Field("foreign_id", foreign_id);
   out.Field("time", FormatStreamTime(created_us));
-  if (!change.set.empty()) {
+  if (!change.set.empty() || !change.set_json.empty()) {
     out.Key("set").BeginObject();
     for (const auto& [key, value] : change.set) out.Field(key, value);
+    for (const auto& [key, json] : change.set_json) out.Key(key).Raw(json);
     out.EndObject();
   }
   if (!change.unset.empty()) {
@@ -194,6 +210,90 @@ std::string ChangeJson(const std::string& foreign_id, int64_t created_us, const 
   return out.str();
 }
 
+// The `collection` field of a link's activity: {"id":"<cid>","name":<name>}.
+std::string CollectionRefJson(const Collection& c) {
+  JsonOut out;
+  out.BeginObject();
+  out.Field("id", std::to_string(c.id));
+  out.Field("name", c.name);
+  out.EndObject();
+  return out.str();
+}
+
+// The key in kMeta of the newest creation time handed out (u64 microseconds).
+constexpr std::string_view kLastCreatedUsKey = "last_created_us";
+
+// The creation time of a row about to get its id in this transaction: the
+// clock's now, but strictly after every time issued before (collections and
+// links share one sequence). Ids grow in commit order, so times grow with
+// them, and Stream (which orders by `time`) shows what the local feeds
+// (which order by id) show, whatever the clock does. Kept in the
+// transaction, so a retried closure issues the same time again.
+Result<int64_t> IssueCreatedUs(WriteTxn& txn, const Clock& clock) {
+  int64_t created_us = clock.NowUs();
+  std::string_view last;
+  Status s = txn.Get(Db::kMeta, kLastCreatedUsKey, &last);
+  if (!s.ok() && !s.IsNotFound()) return s;
+  if (s.ok() && last.size() == 8) {
+    created_us = std::max(created_us, static_cast<int64_t>(GetU64BE(last)) + 1);
+  }
+  const std::string value = U64Key(static_cast<uint64_t>(created_us));
+  if (Status put = txn.Put(Db::kMeta, kLastCreatedUsKey, value); !put.ok()) return put;
+  return created_us;
+}
+
+// Entries of `db` keyed `prefix` + u64, counted up to `max` (the caller only
+// needs to know whether a limit is reached).
+uint64_t CountPrefixUpTo(const Txn& txn, Db db, const std::string& prefix, uint64_t max) {
+  uint64_t n = 0;
+  Cursor cursor = txn.OpenCursor(db);
+  for (bool ok = cursor.Seek(prefix); ok && n < max; ok = cursor.Next()) {
+    const std::string_view key = cursor.key();
+    if (key.size() != prefix.size() + 8 || key.substr(0, prefix.size()) != prefix) break;
+    ++n;
+  }
+  return n;
+}
+
+// The ids of every entry of `db` keyed `prefix` (8 bytes) + u64 id, copied
+// out so the caller may write while it walks them.
+std::vector<uint64_t> IdsWithPrefix(const Txn& txn, Db db, const std::string& prefix) {
+  std::vector<uint64_t> ids;
+  Cursor cursor = txn.OpenCursor(db);
+  for (bool ok = cursor.Seek(prefix); ok; ok = cursor.Next()) {
+    const std::string_view key = cursor.key();
+    if (key.size() != prefix.size() + 8 || key.substr(0, prefix.size()) != prefix) break;
+    ids.push_back(GetU64BE(key.substr(prefix.size())));
+  }
+  return ids;
+}
+
+Status DuplicateLink() {
+  return Status::Conflict("duplicate_link", "That link is already in this Collection!", "url");
+}
+
+// Queues, for every link of `c`, the partial update that gives its activity
+// the collection's current {id, name}: a rename must reach the link
+// activities already in Stream, not only new ones. Bounded by
+// items_per_collection_max; the sync engine batches the updates.
+Status QueueLinkCollectionUpdates(WriteTxn& txn, const Config& config, const Collection& c) {
+  Change change;
+  change.set_json.emplace_back("collection", CollectionRefJson(c));
+  for (uint64_t item_id : IdsWithPrefix(txn, Db::kItemsByCollection, U64Key(c.id))) {
+    Result<Item> i = LoadItem(txn, item_id);
+    if (i.status().IsNotFound()) continue;  // dangling index entry: `offbrand check` reports it
+    if (!i.ok()) return i.status();
+    const std::string foreign_id = ItemForeignId(i->id);
+    if (Status s = EnqueueActivity(txn, OutboxOp::kActivityUpdate, config.feed_collections, c.id,
+                                   foreign_id, i->created_us,
+                                   ChangeJson(foreign_id, i->created_us, change));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
 // Deletes an item's row and indexes and queues its remove from
 // Collections:<cid>.
 Status DeleteItemInTxn(WriteTxn& txn, const Config& config, const Item& i) {
@@ -202,7 +302,7 @@ Status DeleteItemInTxn(WriteTxn& txn, const Config& config, const Item& i) {
       !s.ok() && !s.IsNotFound()) {
     return s;
   }
-  if (Status s = txn.Del(Db::kItemUrls, ItemUrlKey(i.collection_id, i.url));
+  if (Status s = txn.Del(Db::kItemUrls, ItemUrlKey(i.collection_id, i.url, i.id));
       !s.ok() && !s.IsNotFound()) {
     return s;
   }
@@ -234,6 +334,13 @@ std::string ItemJson(const Item& i) {
   JsonOut out;
   WriteItemJson(out, i);
   return out.str();
+}
+
+// A list met an index entry whose row is gone (damaged state that
+// `offbrand check` reports): the page goes on without it instead of failing.
+void LogDanglingEntry(Db index, uint64_t id) {
+  OB_LOG(kWarning, "%s: entry for id %llu has no row; skipped (run `offbrand check`)",
+         DbName(index), static_cast<unsigned long long>(id));
 }
 
 // Writes {"items":[...],"next":...} around the rows `write_items` emits.
@@ -295,12 +402,22 @@ Status CreateCollection(RequestContext& ctx) {
   c.author_id = ctx.viewer()->user.id;
   c.name = std::move(f.name);
   c.description = std::move(f.description);
-  c.created_us = ctx.svc.clock->NowUs();
+  const Clock& clock = *ctx.svc.clock;
   std::string body;
   Status st = ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
+    if (CountPrefixUpTo(txn, Db::kCollectionsByAuthor, U64Key(c.author_id),
+                        config.collections_per_user_max) >= config.collections_per_user_max) {
+      return Status::Conflict("too_many_collections",
+                              "You already have " +
+                                  std::to_string(config.collections_per_user_max) +
+                                  " Collections, the most one person may have");
+    }
     Result<uint64_t> id = txn.NextId("collection");
     if (!id.ok()) return id.status();
     c.id = *id;
+    Result<int64_t> created_us = IssueCreatedUs(txn, clock);
+    if (!created_us.ok()) return created_us.status();
+    c.created_us = *created_us;
     if (Status s = PutCollectionRow(txn, c); !s.ok()) return s;
     if (Status s = txn.Put(Db::kCollectionsByAuthor, U64PairKey(c.author_id, c.id), {}); !s.ok()) {
       return s;
@@ -353,6 +470,10 @@ Status ListCollections(RequestContext& ctx) {
     return ScanNewestFirst(txn, db, prefix, before, limit, next,
                            [&](uint64_t id, std::string_view) -> Status {
                              Result<Collection> c = LoadCollection(txn, id);
+                             if (c.status().IsNotFound()) {
+                               LogDanglingEntry(db, id);
+                               return Status::Ok();
+                             }
                              if (!c.ok()) return c.status();
                              WriteCollectionJson(txn, out, *c);
                              return Status::Ok();
@@ -380,7 +501,8 @@ Status UpdateCollection(RequestContext& ctx) {
     Collection c;
     if (Status s = CheckCollectionEditor(txn, viewer, *id, false, &c); !s.ok()) return s;
     Change change;
-    if (f.has_name && f.name != c.name) {
+    const bool renamed = f.has_name && f.name != c.name;
+    if (renamed) {
       c.name = f.name;
       change.set.emplace_back("create", c.name);
       change.set.emplace_back("name", c.name);
@@ -398,6 +520,9 @@ Status UpdateCollection(RequestContext& ctx) {
           !s.ok()) {
         return s;
       }
+    }
+    if (renamed) {
+      if (Status s = QueueLinkCollectionUpdates(txn, config, c); !s.ok()) return s;
     }
     body = CollectionJson(txn, c);
     return Status::Ok();
@@ -447,23 +572,32 @@ Status CreateItem(RequestContext& ctx) {
   item.title = std::move(f.title);
   item.description = std::move(f.description);
   item.image = std::move(f.image);
-  item.created_us = ctx.svc.clock->NowUs();
+  const Clock& clock = *ctx.svc.clock;
   std::string body;
   Status st = ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
     Collection c;
     if (Status s = CheckCollectionEditor(txn, viewer, *cid, true, &c); !s.ok()) return s;
-    const std::string url_key = ItemUrlKey(c.id, item.url);
-    if (txn.Has(Db::kItemUrls, url_key)) {
-      return Status::Conflict("duplicate_link", "That link is already in this Collection!", "url");
+    if (FindItemByUrl(txn, c.id, item.url) != 0) return DuplicateLink();
+    if (CountPrefixUpTo(txn, Db::kItemsByCollection, U64Key(c.id),
+                        config.items_per_collection_max) >= config.items_per_collection_max) {
+      return Status::Conflict("too_many_links",
+                              "This Collection already holds " +
+                                  std::to_string(config.items_per_collection_max) +
+                                  " links, the most one Collection may hold");
     }
     Result<uint64_t> id = txn.NextId("item");
     if (!id.ok()) return id.status();
     item.id = *id;
+    Result<int64_t> created_us = IssueCreatedUs(txn, clock);
+    if (!created_us.ok()) return created_us.status();
+    item.created_us = *created_us;
     if (Status s = PutItemRow(txn, item); !s.ok()) return s;
     if (Status s = txn.Put(Db::kItemsByCollection, U64PairKey(c.id, item.id), {}); !s.ok()) {
       return s;
     }
-    if (Status s = txn.Put(Db::kItemUrls, url_key, U64Key(item.id)); !s.ok()) return s;
+    if (Status s = txn.Put(Db::kItemUrls, ItemUrlKey(c.id, item.url, item.id), {}); !s.ok()) {
+      return s;
+    }
     if (Status s = EnqueueActivity(txn, OutboxOp::kActivityAdd, config.feed_collections, c.id,
                                    ItemForeignId(item.id), item.created_us,
                                    ItemActivityJson(config, item, c));
@@ -495,6 +629,10 @@ Status ListItems(RequestContext& ctx) {
     return ScanNewestFirst(txn, Db::kItemsByCollection, prefix, before, limit, next,
                            [&](uint64_t id, std::string_view) -> Status {
                              Result<Item> i = LoadItem(txn, id);
+                             if (i.status().IsNotFound()) {
+                               LogDanglingEntry(Db::kItemsByCollection, id);
+                               return Status::Ok();
+                             }
                              if (!i.ok()) return i.status();
                              WriteItemJson(out, *i);
                              return Status::Ok();
@@ -517,15 +655,15 @@ Status GetItem(RequestContext& ctx) {
 // moves. 409 duplicate_link when the new url is taken in the collection.
 Status ApplyItemFields(WriteTxn& txn, const ItemFields& f, Item* i, Change* change) {
   if (f.has_url && f.url != i->url) {
-    const std::string new_key = ItemUrlKey(i->collection_id, f.url);
-    if (txn.Has(Db::kItemUrls, new_key)) {
-      return Status::Conflict("duplicate_link", "That link is already in this Collection!", "url");
-    }
-    if (Status s = txn.Del(Db::kItemUrls, ItemUrlKey(i->collection_id, i->url));
+    if (FindItemByUrl(txn, i->collection_id, f.url) != 0) return DuplicateLink();
+    if (Status s = txn.Del(Db::kItemUrls, ItemUrlKey(i->collection_id, i->url, i->id));
         !s.ok() && !s.IsNotFound()) {
       return s;
     }
-    if (Status s = txn.Put(Db::kItemUrls, new_key, U64Key(i->id)); !s.ok()) return s;
+    if (Status s = txn.Put(Db::kItemUrls, ItemUrlKey(i->collection_id, f.url, i->id), {});
+        !s.ok()) {
+      return s;
+    }
     i->url = f.url;
     change->set.emplace_back("url", i->url);
   }
@@ -611,6 +749,31 @@ Status DeleteItem(RequestContext& ctx) {
 
 // ---- domain functions (collections.h) --------------------------------------------
 
+std::string ItemUrlPrefix(uint64_t collection_id, std::string_view url) {
+  std::string key = U64Key(collection_id);
+  unsigned char hash[crypto_hash_sha256_BYTES];
+  static_assert(sizeof(hash) + 8 == kItemUrlPrefixBytes, "u64 + SHA-256");
+  crypto_hash_sha256(hash, reinterpret_cast<const unsigned char*>(url.data()), url.size());
+  key.append(reinterpret_cast<const char*>(hash), sizeof(hash));
+  return key;
+}
+
+std::string ItemUrlKey(uint64_t collection_id, std::string_view url, uint64_t item_id) {
+  std::string key = ItemUrlPrefix(collection_id, url);
+  PutU64BE(&key, item_id);
+  return key;
+}
+
+uint64_t FindItemByUrl(const Txn& txn, uint64_t collection_id, std::string_view url) {
+  const std::string prefix = ItemUrlPrefix(collection_id, url);
+  // Normally one entry; more only if two urls of this collection collide.
+  for (uint64_t item_id : IdsWithPrefix(txn, Db::kItemUrls, prefix)) {
+    Result<Item> i = LoadItem(txn, item_id);
+    if (i.ok() && i->collection_id == collection_id && i->url == url) return item_id;
+  }
+  return 0;
+}
+
 Result<Collection> LoadCollection(const Txn& txn, uint64_t id) {
   std::string_view value;
   Status s = txn.Get(Db::kCollections, U64Key(id), &value);
@@ -636,19 +799,9 @@ Result<Item> LoadItem(const Txn& txn, uint64_t id) {
 }
 
 Status DeleteCollectionInTxn(WriteTxn& txn, const Config& config, const Collection& c) {
-  // Copy the item ids first: deleting while a cursor walks the index would
+  // The ids are copied first: deleting while a cursor walks the index would
   // move it under our feet.
-  std::vector<uint64_t> item_ids;
-  {
-    const std::string prefix = U64Key(c.id);
-    Cursor cursor = txn.OpenCursor(Db::kItemsByCollection);
-    for (bool ok = cursor.Seek(prefix); ok; ok = cursor.Next()) {
-      const std::string_view key = cursor.key();
-      if (key.size() != 16 || key.substr(0, 8) != prefix) break;
-      item_ids.push_back(GetU64BE(key.substr(8)));
-    }
-  }
-  for (uint64_t item_id : item_ids) {
+  for (uint64_t item_id : IdsWithPrefix(txn, Db::kItemsByCollection, U64Key(c.id))) {
     Result<Item> i = LoadItem(txn, item_id);
     if (i.status().IsNotFound()) continue;
     if (!i.ok()) return i.status();
@@ -665,17 +818,7 @@ Status DeleteCollectionInTxn(WriteTxn& txn, const Config& config, const Collecti
 }
 
 Status DeleteUserCollectionsInTxn(WriteTxn& txn, const Config& config, uint64_t user_id) {
-  std::vector<uint64_t> ids;
-  {
-    const std::string prefix = U64Key(user_id);
-    Cursor cursor = txn.OpenCursor(Db::kCollectionsByAuthor);
-    for (bool ok = cursor.Seek(prefix); ok; ok = cursor.Next()) {
-      const std::string_view key = cursor.key();
-      if (key.size() != 16 || key.substr(0, 8) != prefix) break;
-      ids.push_back(GetU64BE(key.substr(8)));
-    }
-  }
-  for (uint64_t id : ids) {
+  for (uint64_t id : IdsWithPrefix(txn, Db::kCollectionsByAuthor, U64Key(user_id))) {
     Result<Collection> c = LoadCollection(txn, id);
     if (c.status().IsNotFound()) {
       // A dangling index entry: drop it so the user's rows are all gone.

@@ -23,6 +23,24 @@ namespace offbrand {
 Result<Collection> LoadCollection(const Txn& txn, uint64_t id);  // 404 not_found
 Result<Item> LoadItem(const Txn& txn, uint64_t id);              // 404 not_found
 
+// The duplicate-url index (Db::kItemUrls). A url may be up to kUrlBytesMax
+// bytes, more than an LMDB key holds (511), so entries are keyed by
+// collection id (u64) + SHA-256 of the url (32 bytes) + item id (u64), with
+// an empty value: 48-byte keys whatever the url. Two urls with the same hash
+// (never seen, but not assumed away) are two entries under one 40-byte
+// prefix; a lookup compares each entry's item url with the one asked for.
+constexpr size_t kItemUrlPrefixBytes = 8 + 32;
+constexpr size_t kItemUrlKeyBytes = kItemUrlPrefixBytes + 8;
+// The 40-byte prefix shared by every link of `collection_id` whose url
+// hashes like `url`.
+std::string ItemUrlPrefix(uint64_t collection_id, std::string_view url);
+// The entry of item `item_id` with `url` in `collection_id`.
+std::string ItemUrlKey(uint64_t collection_id, std::string_view url, uint64_t item_id);
+// The id of the link of `collection_id` whose url is exactly `url`, or 0
+// when there is none. Entries whose item row is missing or has another url
+// are passed over (`offbrand check` reports them).
+uint64_t FindItemByUrl(const Txn& txn, uint64_t collection_id, std::string_view url);
+
 // Deletes a collection, its items, its follower rows (queueing the unfollows
 // they imply, via follows.h) and queues the Stream removes (the collection's
 // activity from User:<author>, each item's from Collections:<id>).

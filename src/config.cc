@@ -9,7 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "crypto.h"
 #include "offbrand/model.h"
@@ -71,7 +73,46 @@ Status ParseListen(const std::string& value, Config* c) {
   return Status::Ok();
 }
 
+// The feed groups must be slugs, and distinct: two groups under one name
+// would merge User:<id> and Collections:<id> into one Stream feed.
+Status CheckFeedGroups(const Config& c) {
+  const std::pair<const char*, const std::string*> groups[] = {
+      {"OFFBRAND_FEED_USER", &c.feed_user},
+      {"OFFBRAND_FEED_COLLECTIONS", &c.feed_collections},
+      {"OFFBRAND_FEED_TIMELINE", &c.feed_timeline},
+      {"OFFBRAND_FEED_NOTIFICATIONS", &c.feed_notifications},
+  };
+  for (size_t i = 0; i < std::size(groups); ++i) {
+    const auto& [name, value] = groups[i];
+    if (!IsValidFeedGroup(*value)) {
+      return Status::BadRequest(
+          "bad_config", std::string(name) + " must be a Stream feed group slug: 1-" +
+                            std::to_string(kFeedGroupBytesMax) +
+                            " letters, digits or underscores, got '" + *value + "'");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (*groups[j].second == *value) {
+        return Status::BadRequest("bad_config",
+                                  std::string(name) + " and " + groups[j].first +
+                                      " must name different feed groups, both are '" + *value +
+                                      "'");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
+
+bool IsValidFeedGroup(const std::string& name) {
+  if (name.empty() || name.size() > kFeedGroupBytesMax) return false;
+  for (char ch : name) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
 
 Status ParseEnvFile(const std::string& text, std::map<std::string, std::string>* out) {
   std::istringstream in(text);
@@ -162,6 +203,7 @@ Result<Config> LoadConfig(const std::string& file) {
     // several versions; they are not secrets, so say so at debug level.
     if (!s.ok()) return s;
   }
+  if (Status groups = CheckFeedGroups(c); !groups.ok()) return groups;
   if (c.stream_api_secret.empty()) {
     std::string path;
     auto it = vars.find("OFFBRAND_STREAM_API_SECRET_FILE");

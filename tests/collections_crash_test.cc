@@ -3,7 +3,8 @@
 // SIGKILLed mid-burst (twice); afterwards every collection that got a 201
 // exists with its name and its Stream add record, and no collection row exists
 // without its record nor a record without its row, both in the data dir
-// (opened read-only) and through the restarted server.
+// (opened read-only) and through the restarted server. Creation times (the
+// Stream `time`) strictly increase with ids across the crashes and restarts.
 #define BOOST_TEST_MODULE collections_crash_test
 #include <boost/test/unit_test.hpp>
 
@@ -95,10 +96,13 @@ void ReadDataDir(const std::string& dir, std::map<uint64_t, std::string>* rows,
     auto txn = (*store)->BeginRead();
     BOOST_REQUIRE(txn.ok());
     Cursor c = (*txn)->OpenCursor(Db::kCollections);
+    int64_t previous_us = 0;  // rows come in id order
     for (bool ok = c.First(); ok; ok = c.Next()) {
       Collection coll;
       BOOST_REQUIRE(DecodeCollection(c.value(), &coll));
       BOOST_TEST(coll.id == GetU64BE(c.key()));
+      BOOST_TEST(coll.created_us > previous_us, "collection " << coll.id << " is not newer");
+      previous_us = coll.created_us;
       (*rows)[coll.id] = coll.name;
     }
   }

@@ -1,7 +1,8 @@
 // Proves how settings are read: the EnvironmentFile parser (comments, quotes,
 // malformed lines), the environment winning over the file, the Stream secret
 // from a file or a systemd credential, OFFBRAND_LISTEN parsing, and the
-// generated secret key file (0600, created once, then reused).
+// generated secret key file (0600, created once, then reused), and that feed
+// group names must be distinct Stream slugs.
 #define BOOST_TEST_MODULE config_test
 #include <boost/test/unit_test.hpp>
 
@@ -269,6 +270,61 @@ BOOST_AUTO_TEST_CASE(EnsureSecretKeyKeepsAConfiguredKeyAndWritesNoFile) {
   BOOST_TEST(c.secret_key == "configured-secret-key-0123456789");
   struct stat st {};
   BOOST_TEST(stat(dir.Sub("secret_key").c_str(), &st) != 0);
+}
+
+BOOST_AUTO_TEST_CASE(FeedGroupNamesThatAreNotStreamSlugsAreRefusedNamingTheVariable) {
+  // Regression: OFFBRAND_FEED_USER= (empty) was accepted and produced
+  // feed//1/ paths; ':' or '/' would break feed ids and paths.
+  const std::vector<std::string> groups = {"OFFBRAND_FEED_USER", "OFFBRAND_FEED_COLLECTIONS",
+                                           "OFFBRAND_FEED_TIMELINE", "OFFBRAND_FEED_NOTIFICATIONS"};
+  const std::vector<std::string> bad = {"",        "a:b",  "a/b",        "with space",
+                                        "dash-ed", "dot.", "t\xc3\xa9", "%41",
+                                        std::string(65, 'x')};
+  for (const std::string& name : groups) {
+    for (const std::string& value : bad) {
+      CleanEnv env;
+      env.Set(name, value);
+      Result<Config> c = LoadConfig("");
+      BOOST_TEST(!c.ok(), name << "='" << value << "' was accepted");
+      if (c.ok()) continue;
+      BOOST_TEST(c.status().error_code() == "bad_config");
+      BOOST_TEST(c.status().message().find(name) != std::string::npos, c.status().message());
+    }
+  }
+  // The same rule holds for a value from the file.
+  TempDir dir;
+  WriteFile(dir.Sub("env"), "OFFBRAND_FEED_TIMELINE=time:line\n");
+  CleanEnv env;
+  Result<Config> from_file = LoadConfig(dir.Sub("env"));
+  BOOST_TEST(!from_file.ok());
+  BOOST_TEST(from_file.status().message().find("OFFBRAND_FEED_TIMELINE") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(FeedGroupNamesOfLettersDigitsAndUnderscoresUpTo64AreAccepted) {
+  CleanEnv env;
+  env.Set("OFFBRAND_FEED_USER", "people_2");
+  env.Set("OFFBRAND_FEED_COLLECTIONS", "L");
+  env.Set("OFFBRAND_FEED_TIMELINE", std::string(64, 't'));
+  env.Set("OFFBRAND_FEED_NOTIFICATIONS", "Alerts_");
+  Config c = MustLoad();
+  BOOST_TEST(c.feed_user == "people_2");
+  BOOST_TEST(c.feed_collections == "L");
+  BOOST_TEST(c.feed_timeline == std::string(64, 't'));
+  BOOST_TEST(c.feed_notifications == "Alerts_");
+  BOOST_TEST(IsValidFeedGroup("User"));
+  BOOST_TEST(!IsValidFeedGroup("User:1"));
+}
+
+BOOST_AUTO_TEST_CASE(TwoFeedGroupsWithOneNameAreRefused) {
+  // User:<id> and Collections:<id> would be one Stream feed.
+  CleanEnv env;
+  env.Set("OFFBRAND_FEED_COLLECTIONS", "User");
+  Result<Config> c = LoadConfig("");
+  BOOST_REQUIRE(!c.ok());
+  BOOST_TEST(c.status().message().find("OFFBRAND_FEED_COLLECTIONS") != std::string::npos,
+             c.status().message());
+  BOOST_TEST(c.status().message().find("OFFBRAND_FEED_USER") != std::string::npos,
+             c.status().message());
 }
 
 }  // namespace

@@ -42,6 +42,12 @@ struct Config {
   int http_threads = 32;
   int password_hashes_max = 2;         // concurrent Argon2id hashes
   uint64_t map_size_bytes = 64ull << 20;
+  // Links in one collection and collections of one person: far beyond use,
+  // so that one request's work stays bounded (a rename queues one Stream
+  // update per link; deleting a user deletes every collection and link).
+  // Reaching one is 409 too_many_links / too_many_collections.
+  uint64_t items_per_collection_max = 10'000;
+  uint64_t collections_per_user_max = 1'000;
 
   bool stream_configured() const {
     return !stream_api_key.empty() && !stream_api_secret.empty();
@@ -52,10 +58,18 @@ struct Config {
 // Fails with a message naming the line for a malformed line.
 Status ParseEnvFile(const std::string& text, std::map<std::string, std::string>* out);
 
+// Stream's rule for a feed group slug, which every OFFBRAND_FEED_* name
+// must follow: 1-64 ASCII letters, digits or underscores (Stream's SDKs
+// check `\w+`; a ':' or '/' would break feed ids and paths).
+constexpr size_t kFeedGroupBytesMax = 64;
+bool IsValidFeedGroup(const std::string& name);
+
 // Builds the Config from `file` (may be empty) and the process environment.
 // Reads OFFBRAND_STREAM_API_SECRET_FILE and the systemd credential
 // $CREDENTIALS_DIRECTORY/stream_api_secret when the secret is not set
-// directly. Does not touch the data dir (see EnsureSecretKey).
+// directly. Does not touch the data dir (see EnsureSecretKey). Fails with
+// 400 bad_config naming the variable for a bad value, including a feed group
+// name that is not a slug (IsValidFeedGroup) or is used for two groups.
 Result<Config> LoadConfig(const std::string& file);
 
 // Fills config->secret_key from <data_dir>/secret_key, generating the file

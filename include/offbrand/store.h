@@ -61,7 +61,7 @@ enum class Db : int {
   kCollectionsByAuthor, // u64 author id + u64 collection id -> empty
   kItems,               // u64 item id -> Item
   kItemsByCollection,   // u64 collection id + u64 item id -> empty
-  kItemUrls,            // u64 collection id + url -> u64 item id
+  kItemUrls,            // u64 collection id + sha256(url) + u64 item id -> empty (collections.h)
   kFollows,             // u64 follower + u64 followed -> u64 created ms
   kFollowers,           // u64 followed + u64 follower -> u64 created ms
   kCollectionFollows,   // u64 user + u64 collection -> u64 created ms
