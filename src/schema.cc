@@ -11,8 +11,11 @@
 //  - newer: refused, nothing is written.
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "collections.h"
 #include "offbrand/log.h"
+#include "offbrand/model.h"
 #include "ops.h"
 
 namespace offbrand {
@@ -35,10 +38,44 @@ struct MigrationStep {
 // every later migration.
 Status MigrateV0ToV1(WriteTxn&) { return Status::Ok(); }
 
+// v1 -> v2: the duplicate-url index was keyed by collection id + the raw
+// url, which LMDB's 511-byte key limit broke for long urls. v2 keys it by
+// collection id + SHA-256(url) + item id (collections.h). The index is
+// derived data: drop every entry and rebuild it from the item rows.
+Status MigrateV1ToV2(WriteTxn& txn) {
+  std::vector<std::string> old_keys;
+  {
+    Cursor c = txn.OpenCursor(Db::kItemUrls);
+    for (bool ok = c.First(); ok; ok = c.Next()) old_keys.emplace_back(c.key());
+  }
+  for (const std::string& k : old_keys) {
+    Status s = txn.Del(Db::kItemUrls, k);
+    if (!s.ok() && !s.IsNotFound()) return s;
+  }
+  std::vector<std::string> new_keys;
+  {
+    Cursor c = txn.OpenCursor(Db::kItems);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      Item item;
+      if (!DecodeItem(c.value(), &item)) {
+        return Status::Internal("item row " + std::to_string(GetU64BE(c.key())) +
+                                " does not decode");
+      }
+      new_keys.push_back(ItemUrlKey(item.collection_id, item.url, item.id));
+    }
+  }
+  for (const std::string& k : new_keys) {
+    Status s = txn.Put(Db::kItemUrls, k, {});
+    if (!s.ok()) return s;
+  }
+  return Status::Ok();
+}
+
 // The steps in order; steps[i].from == i. Add a step here (and bump
 // kSchemaVersion in ops.h) whenever the stored layout changes.
 constexpr MigrationStep kMigrationSteps[] = {
     {0, "stamp the schema version of a store written before versions existed", MigrateV0ToV1},
+    {1, "re-key the duplicate-url index by SHA-256 of the url", MigrateV1ToV2},
 };
 static_assert(sizeof(kMigrationSteps) / sizeof(kMigrationSteps[0]) == kSchemaVersion,
               "one migration step per schema version");

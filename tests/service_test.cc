@@ -31,6 +31,8 @@
 #include <thread>
 #include <vector>
 
+#include "collections.h"
+#include "offbrand/model.h"
 #include "offbrand/outbox.h"
 #include "offbrand/store.h"
 #include "ops.h"
@@ -431,6 +433,53 @@ BOOST_AUTO_TEST_CASE(UnversionedStoreWithDataIsMigratedAndKeepsItsRows) {
   auto txn = store->BeginRead();
   BOOST_CHECK_EQUAL(SchemaVersion(**txn), kSchemaVersion);
   BOOST_CHECK((*txn)->Has(Db::kUsersByName, "someone"));
+}
+
+// A v1 store keyed its duplicate-url index by collection id + raw url; the
+// v1 -> v2 step rebuilds it from the item rows.
+BOOST_AUTO_TEST_CASE(VersionOneUrlIndexIsRebuiltByTheMigration) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("data");
+  Populate(dir);  // 3 links, written at the current version
+  auto store = OpenStoreAt(dir);
+  Status w = store->Write([](WriteTxn& txn) -> Status {
+    std::vector<std::string> keys;
+    std::vector<Item> items;
+    {
+      Cursor c = txn.OpenCursor(Db::kItemUrls);
+      for (bool ok = c.First(); ok; ok = c.Next()) keys.emplace_back(c.key());
+      Cursor i = txn.OpenCursor(Db::kItems);
+      for (bool ok = i.First(); ok; ok = i.Next()) {
+        Item item;
+        if (!DecodeItem(i.value(), &item)) return Status::Internal("item does not decode");
+        items.push_back(item);
+      }
+    }
+    for (const std::string& k : keys) {
+      if (Status s = txn.Del(Db::kItemUrls, k); !s.ok()) return s;
+    }
+    for (const Item& item : items) {  // the v1 layout
+      if (Status s = txn.Put(Db::kItemUrls, U64Key(item.collection_id) + item.url, U64Key(item.id));
+          !s.ok()) {
+        return s;
+      }
+    }
+    return txn.Put(Db::kMeta, "schema_version", U64Key(1));
+  });
+  BOOST_REQUIRE_MESSAGE(w.ok(), w.ToString());
+  std::string report;
+  BOOST_REQUIRE(!CheckInvariants(*store, &report).ok());  // v1 keys are not v2 keys
+
+  Status s = CheckAndMigrateSchema(*store);
+  BOOST_REQUIRE_MESSAGE(s.ok(), s.ToString());
+  report.clear();
+  s = CheckInvariants(*store, &report);
+  BOOST_CHECK_MESSAGE(s.ok(), report);
+  auto txn = store->BeginRead();
+  BOOST_CHECK_EQUAL(SchemaVersion(**txn), kSchemaVersion);
+  BOOST_CHECK_EQUAL((*txn)->Count(Db::kItemUrls), 3u);
+  Cursor c = (*txn)->OpenCursor(Db::kItemUrls);
+  for (bool ok = c.First(); ok; ok = c.Next()) BOOST_CHECK_EQUAL(c.key().size(), kItemUrlKeyBytes);
 }
 
 BOOST_AUTO_TEST_CASE(NewerSchemaIsRefusedWithAClearMessageAndLeftUntouched) {
