@@ -268,3 +268,16 @@ BOOST_AUTO_TEST_CASE(UserConfirmCommandConfirmsOnceAndIsIdempotent) {
 
   BOOST_TEST(RunCli({"user", "confirm", "nobody"}, env, &out) != 0);
 }
+
+BOOST_AUTO_TEST_CASE(TrustedProxiesAreParsedAsIpAddresses) {
+  setenv("OFFBRAND_TRUSTED_PROXIES", " 10.0.0.1, ::ffff:127.0.0.1 ,::1,", 1);
+  Result<Config> c = LoadConfig("");
+  BOOST_REQUIRE_MESSAGE(c.ok(), c.status().ToString());
+  BOOST_TEST((c->trusted_proxies == std::vector<std::string>{"10.0.0.1", "127.0.0.1", "::1"}));
+  setenv("OFFBRAND_TRUSTED_PROXIES", "10.0.0.1,proxy.local", 1);
+  c = LoadConfig("");
+  BOOST_TEST(!c.ok());
+  BOOST_TEST(c.status().message().find("proxy.local") != std::string::npos);
+  unsetenv("OFFBRAND_TRUSTED_PROXIES");
+  BOOST_TEST(LoadConfig("")->trusted_proxies.empty());
+}
