@@ -103,7 +103,11 @@ class ConnectionServer : public httplib::Server {
   class Pool;
 
   bool process_and_close_socket(socket_t sock) override;
-  void Serve(Conn* c);
+  // Serves requests on c while whole ones are there (`complete`: one is,
+  // known from a peek), then parks or closes it. Runs on a worker.
+  void Serve(Conn* c, bool complete);
+  // Queues `fn` on the worker pool, counted in queued_.
+  void Enqueue(std::function<void()> fn);
   // Peeks at c's unread bytes (RequestFraming); *eof when the peer closed
   // or the socket failed, *available the bytes seen.
   Framing Peek(Conn* c, bool* eof, size_t* available, size_t* bytes_needed);
@@ -129,6 +133,7 @@ class ConnectionServer : public httplib::Server {
   std::unordered_map<std::string, size_t> per_address_;  // guarded by mu_
   uint64_t open_ = 0;                                    // guarded by mu_
   std::atomic<bool> stopping_flag_{true};  // stopping_, readable without mu_
+  std::atomic<int> queued_{0};  // jobs waiting for a worker
   std::atomic<uint64_t> timed_out_{0};
   std::atomic<uint64_t> refused_{0};
 };
