@@ -463,7 +463,10 @@ void ConnectionServer::Reject(Conn* c, const char* reply, int status) {
   // Consume what is unread first: closing a socket with unread input sends
   // a reset, which can destroy the reply before the client reads it.
   char buf[4096];
-  while (recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+  size_t drained = 0;
+  ssize_t n;
+  while (drained < kDrainBytesMax && (n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+    drained += static_cast<size_t>(n);
   }
   SendCanned(c->fd, reply);
   if (options_.on_rejected) options_.on_rejected(c->address, status);

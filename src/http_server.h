@@ -85,12 +85,16 @@ class RequestContext {
 
   // Regex capture i (1-based) of the route pattern.
   std::string Match(int i) const { return req.matches[i].str(); }
-  // Capture i as a positive integer id; anything else is 404 not_found.
+  // Capture i as a positive integer id in canonical decimal (no sign, no
+  // leading zeros: "01" is not 1); anything else is 404 not_found.
   Result<uint64_t> IdParam(int i) const;
 
   // Resolves the session cookie or Authorization: Bearer/Token header.
   // Absent credentials are not an error (viewer() stays null); a token that
-  // is unknown or expired is 401 invalid_token.
+  // is unknown or expired is 401 invalid_token. A cookie-authenticated
+  // POST/PUT/PATCH/DELETE with an Origin header that is not the public URL's
+  // origin (scheme, host, port; default ports normalized; hosts compared as
+  // written, so localhost is not 127.0.0.1) is 403 csrf_rejected.
   Status Authenticate();
   const Viewer* viewer() const { return viewer_ ? &*viewer_ : nullptr; }
   // 401 unauthenticated without a viewer; 403 unconfirmed for unconfirmed
