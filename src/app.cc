@@ -95,6 +95,7 @@ Result<std::unique_ptr<App>> App::Open(Config config) {
   // Reader slots: every HTTP worker, the sync thread, housekeeping and the
   // CLI processes that may inspect the store while we run.
   options.readers_max = static_cast<unsigned>(cfg.http_threads) + 32;
+  options.commit_fault_for_test = cfg.commit_fault_for_test;
   auto store = Store::Open(options);
   if (!store.ok()) return store.status();
   app->store_ = std::move(*store);

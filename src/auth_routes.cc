@@ -81,17 +81,25 @@ void RecordFailedPassword(RequestContext& ctx, const std::string& account_key,
 }
 
 // Verifies against a fixed hash when there is no account, so an unknown email
-// costs the same time as a wrong password.
-bool VerifyPassword(PasswordHasher& hasher, const User* user, const std::string& password) {
-  static const std::string dummy_hash = [&hasher] {
-    Result<std::string> h = hasher.Hash("offbrand-dummy-password");
-    return h.ok() ? *h : std::string();
-  }();
+// costs the same time as a wrong password. 503 busy when the hasher is.
+Result<bool> VerifyPassword(PasswordHasher& hasher, const User* user,
+                            const std::string& password) {
   if (user == nullptr) {
-    if (!dummy_hash.empty()) (void)hasher.Verify(dummy_hash, password);
+    Result<bool> ignored = hasher.Verify(DummyPasswordHash(), password);
+    if (!ignored.ok()) return ignored.status();
     return false;
   }
   return hasher.Verify(user->password_hash, password);
+}
+
+// VerifyPassword, answering a wrong password with `wrong` after counting it.
+Status CheckPassword(RequestContext& ctx, const User* user, const std::string& password,
+                     const std::string& account_key, std::string_view account, Status wrong) {
+  Result<bool> ok = VerifyPassword(*ctx.svc.hasher, user, password);
+  if (!ok.ok()) return ok.status();
+  if (*ok) return Status::Ok();
+  RecordFailedPassword(ctx, account_key, account);
+  return wrong;
 }
 
 Status MakeEmailToken(const RequestContext& ctx, const char* purpose, const User& user,
@@ -208,11 +216,10 @@ Status Login(RequestContext& ctx) {
     }
   }
   // Outside any transaction: Argon2id takes tens of milliseconds.
-  if (!VerifyPassword(*ctx.svc.hasher, user ? &*user : nullptr, password)) {
-    RecordFailedPassword(ctx, account_key, ToLower(email));
-    return Status::Error(Status::Code::kUnauthenticated, "invalid_credentials",
-                         "wrong email or password");
-  }
+  ACCT_RETURN_IF_ERROR(CheckPassword(
+      ctx, user ? &*user : nullptr, password, account_key, ToLower(email),
+      Status::Error(Status::Code::kUnauthenticated, "invalid_credentials",
+                    "wrong email or password")));
   ctx.svc.throttle->RecordSuccess(account_key);
 
   const std::string token = RandomToken();
@@ -232,7 +239,9 @@ Status Login(RequestContext& ctx) {
     return txn.Put(Db::kSessions, key, EncodeSession(s));
   }));
   if (ctx.svc.last_seen != nullptr) ctx.svc.last_seen->Touch(user_id, ctx.svc.clock->NowUs());
-  ctx.SetSessionCookie(token, lifetime_ms / 1000);
+  // Without "remember me" a browser-session cookie (gone when the browser
+  // closes); the server-side session still ends after kSessionLifetimeMs.
+  ctx.SetSessionCookie(token, remember ? lifetime_ms / 1000 : 0);
 
   JsonOut out;
   out.BeginObject().Field("token", token);
@@ -266,10 +275,9 @@ Status ChangePassword(RequestContext& ctx) {
   const std::string session_key = ctx.viewer()->session_key;
   const std::string account_key = AccountKey(viewer.email);
   ACCT_RETURN_IF_ERROR(CheckThrottle(ctx, account_key));
-  if (!VerifyPassword(*ctx.svc.hasher, &viewer, old_password)) {
-    RecordFailedPassword(ctx, account_key, viewer.email);
-    return Status::Invalid("old_password", "the current password is wrong");
-  }
+  ACCT_RETURN_IF_ERROR(CheckPassword(ctx, &viewer, old_password, account_key, viewer.email,
+                                     Status::Invalid("old_password",
+                                                     "the current password is wrong")));
   Result<std::string> hash = ctx.svc.hasher->Hash(password);
   if (!hash.ok()) return hash.status();
   ACCT_RETURN_IF_ERROR(ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
@@ -373,10 +381,8 @@ Status RequestEmailChange(RequestContext& ctx) {
   }
   const std::string account_key = AccountKey(viewer.email);
   ACCT_RETURN_IF_ERROR(CheckThrottle(ctx, account_key));
-  if (!VerifyPassword(*ctx.svc.hasher, &viewer, password)) {
-    RecordFailedPassword(ctx, account_key, viewer.email);
-    return Status::Invalid("password", "the password is wrong");
-  }
+  ACCT_RETURN_IF_ERROR(CheckPassword(ctx, &viewer, password, account_key, viewer.email,
+                                     Status::Invalid("password", "the password is wrong")));
   std::string token;
   ACCT_RETURN_IF_ERROR(MakeEmailToken(ctx, "email", viewer, email, &token));
   SendLinkMail(ctx.svc.mailer, email, "Confirm your new email address",
@@ -404,6 +410,8 @@ Status ConfirmEmailChange(RequestContext& ctx) {
     ACCT_RETURN_IF_ERROR(MarkTokenUsed(txn, token_key, t.expires_ms));
     User before = *u;
     u->email = t.extra;
+    // Spends this link and any reset link mailed to the old address.
+    u->auth_epoch = before.auth_epoch + 1;
     ACCT_RETURN_IF_ERROR(PutUser(txn, *u, &before));  // 409 if taken meanwhile
     if (u->confirmed && u->email != before.email) ACCT_RETURN_IF_ERROR(QueueUserUpdateInTxn(txn, *u));
     changed = *u;

@@ -1,7 +1,9 @@
 // Config from the environment and an EnvironmentFile-style file.
 #include "offbrand/config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,6 +147,42 @@ Status ParseEnvFile(const std::string& text, std::map<std::string, std::string>*
   return Status::Ok();
 }
 
+namespace {
+
+// "10.0.0.1, ::1": IP addresses, canonical form (IPv4-mapped IPv6 as IPv4).
+Status ParseProxies(const std::string& value, std::vector<std::string>* out) {
+  out->clear();
+  size_t pos = 0;
+  while (pos <= value.size()) {
+    size_t comma = value.find(',', pos);
+    if (comma == std::string::npos) comma = value.size();
+    std::string item = value.substr(pos, comma - pos);
+    while (!item.empty() && isspace(static_cast<unsigned char>(item.front()))) item.erase(0, 1);
+    while (!item.empty() && isspace(static_cast<unsigned char>(item.back()))) item.pop_back();
+    pos = comma + 1;
+    if (item.empty()) continue;
+    unsigned char buf[sizeof(in6_addr)];
+    char printed[INET6_ADDRSTRLEN];
+    if (inet_pton(AF_INET, item.c_str(), buf) == 1) {
+      out->push_back(item);
+    } else if (inet_pton(AF_INET6, item.c_str(), buf) == 1) {
+      static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+      if (memcmp(buf, kMapped, sizeof(kMapped)) == 0) {
+        inet_ntop(AF_INET, buf + 12, printed, sizeof(printed));
+      } else {
+        inet_ntop(AF_INET6, buf, printed, sizeof(printed));
+      }
+      out->push_back(printed);
+    } else {
+      return Status::BadRequest("bad_config",
+                                "OFFBRAND_TRUSTED_PROXIES: \"" + item + "\" is not an IP address");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<Config> LoadConfig(const std::string& file) {
   std::map<std::string, std::string> vars;
   if (!file.empty()) {
@@ -189,6 +227,7 @@ Result<Config> LoadConfig(const std::string& file) {
     else if (key == "OFFBRAND_SMTP_URL") c.smtp_url = value;
     else if (key == "OFFBRAND_SMTP_FROM") c.smtp_from = value;
     else if (key == "OFFBRAND_LOG_LEVEL") c.log_level = value;
+    else if (key == "OFFBRAND_TRUSTED_PROXIES") s = ParseProxies(value, &c.trusted_proxies);
     else if (key == "OFFBRAND_HTTP_THREADS") {
       s = ParseInt(key, value, 1, 256, &n);
       c.http_threads = static_cast<int>(n);

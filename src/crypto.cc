@@ -5,6 +5,8 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -149,26 +151,75 @@ Status VerifySignedToken(std::string_view secret_key, std::string_view text,
   return Status::Ok();
 }
 
+const std::string& DummyPasswordHash() {
+  static const std::string hash = [] {
+    CryptoInit();
+    char out[crypto_pwhash_STRBYTES] = {};
+    const char kPassword[] = "offbrand-dummy-password";
+    if (crypto_pwhash_str(out, kPassword, sizeof(kPassword) - 1,
+                          crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+      return std::string();
+    }
+    return std::string(out);
+  }();
+  return hash;
+}
+
 // ---- PasswordHasher -----------------------------------------------------------
 
-void PasswordHasher::Acquire() {
+namespace {
+Status Busy() {
+  return Status::Error(Status::Code::kUnavailable, "busy",
+                       "the server is busy checking passwords; try again in a moment");
+}
+}  // namespace
+
+Status PasswordHasher::Acquire() {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return slots_ > 0; });
+  if (slots_ == 0) {
+    if (waiting_ >= waiters_max_) {
+      ++busy_;
+      return Busy();
+    }
+    ++waiting_;
+    const bool got = cv_.wait_for(lock, std::chrono::milliseconds(wait_ms_),
+                                  [this] { return slots_ > 0; });
+    --waiting_;
+    if (!got) {
+      ++busy_;
+      return Busy();
+    }
+  }
   --slots_;
+  peak_running_ = std::max(peak_running_, ++running_);
+  return Status::Ok();
 }
 
 void PasswordHasher::Release() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++slots_;
+    --running_;
   }
   cv_.notify_one();
+}
+
+int PasswordHasher::peak_running() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return peak_running_;
+}
+
+uint64_t PasswordHasher::busy_refusals() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_;
 }
 
 Result<std::string> PasswordHasher::Hash(std::string_view password) {
   CryptoInit();
   char out[crypto_pwhash_STRBYTES];
-  Acquire();
+  Status s = Acquire();
+  if (!s.ok()) return s;
   int rc = crypto_pwhash_str(out, password.data(), password.size(),
                              crypto_pwhash_OPSLIMIT_INTERACTIVE,
                              crypto_pwhash_MEMLIMIT_INTERACTIVE);
@@ -177,13 +228,14 @@ Result<std::string> PasswordHasher::Hash(std::string_view password) {
   return std::string(out);
 }
 
-bool PasswordHasher::Verify(std::string_view hash, std::string_view password) {
+Result<bool> PasswordHasher::Verify(std::string_view hash, std::string_view password) {
   CryptoInit();
   // crypto_pwhash_str_verify wants a NUL-terminated string of bounded length.
   if (hash.empty() || hash.size() >= crypto_pwhash_STRBYTES) return false;
   char stored[crypto_pwhash_STRBYTES] = {};
   memcpy(stored, hash.data(), hash.size());
-  Acquire();
+  Status s = Acquire();
+  if (!s.ok()) return s;
   int rc = crypto_pwhash_str_verify(stored, password.data(), password.size());
   Release();
   return rc == 0;

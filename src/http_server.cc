@@ -1,9 +1,13 @@
 // HttpServer: routing, authentication, body checks and error replies.
 #include "http_server.h"
 
+#include <arpa/inet.h>
 #include <sodium.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 
 #include "accounts.h"
 #include "crypto.h"
@@ -66,13 +70,110 @@ bool IsMutating(const std::string& method) {
   return method == "POST" || method == "PUT" || method == "PATCH" || method == "DELETE";
 }
 
+// The route of the request on this worker thread, set by Dispatch and read
+// (then cleared) by the request logger; null for requests httplib answered
+// without a route.
+thread_local const char* t_route = nullptr;
+
+char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+std::string Lowered(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = LowerAscii(c);
+  return out;
+}
+
+std::string_view TrimSpace(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// "a.b.c.d" or an IPv6 literal; IPv4-mapped IPv6 becomes plain IPv4.
+bool CanonicalIp(std::string_view text, std::string* out) {
+  std::string s(TrimSpace(text));
+  if (s.size() > 2 && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
+  unsigned char buf[sizeof(in6_addr)];
+  char printed[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, s.c_str(), buf) == 1) {
+    *out = s;
+    return true;
+  }
+  if (inet_pton(AF_INET6, s.c_str(), buf) != 1) return false;
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(buf, kMapped, sizeof(kMapped)) == 0) {
+    inet_ntop(AF_INET, buf + 12, printed, sizeof(printed));
+  } else {
+    inet_ntop(AF_INET6, buf, printed, sizeof(printed));
+  }
+  *out = printed;
+  return true;
+}
+
+// scheme://host[:port] of an origin or URL, lowercased, default port
+// filled in. False when it is not an http(s) URL.
+bool ParseOrigin(std::string_view url, std::string* scheme, std::string* host, int* port) {
+  const size_t sep = url.find("://");
+  if (sep == std::string_view::npos) return false;
+  *scheme = Lowered(url.substr(0, sep));
+  if (*scheme != "http" && *scheme != "https") return false;
+  std::string_view rest = url.substr(sep + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (rest.find('@') != std::string_view::npos) return false;
+  std::string_view port_text;
+  if (!rest.empty() && rest.front() == '[') {  // [v6]:port
+    const size_t close = rest.find(']');
+    if (close == std::string_view::npos) return false;
+    *host = Lowered(rest.substr(0, close + 1));
+    std::string_view after = rest.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return false;
+      port_text = after.substr(1);
+    }
+  } else {
+    const size_t colon = rest.rfind(':');
+    *host = Lowered(rest.substr(0, colon));
+    if (colon != std::string_view::npos) port_text = rest.substr(colon + 1);
+  }
+  if (host->empty()) return false;
+  *port = *scheme == "https" ? 443 : 80;
+  if (!port_text.empty()) {
+    if (port_text.size() > 5) return false;
+    int p = 0;
+    for (char c : port_text) {
+      if (c < '0' || c > '9') return false;
+      p = p * 10 + (c - '0');
+    }
+    if (p == 0 || p > 65535) return false;
+    *port = p;
+  }
+  return true;
+}
+
+// RFC 6454 same-origin: scheme, host and port (with default ports) equal.
+// Hosts are compared as written: localhost and 127.0.0.1 differ.
+bool SameOrigin(std::string_view origin, std::string_view public_url) {
+  std::string s1, h1, s2, h2;
+  int p1 = 0, p2 = 0;
+  return ParseOrigin(origin, &s1, &h1, &p1) && ParseOrigin(public_url, &s2, &h2, &p2) &&
+         s1 == s2 && h1 == h2 && p1 == p2;
+}
+
+// Content-Type is application/json: type/subtype case-insensitive,
+// parameters (charset=utf-8) allowed.
+bool IsJsonMediaType(std::string_view content_type) {
+  std::string_view type = TrimSpace(content_type.substr(0, content_type.find(';')));
+  return Lowered(type) == "application/json";
+}
+
 }  // namespace
 
 // ---- RequestContext ---------------------------------------------------------
 
 Result<uint64_t> RequestContext::IdParam(int i) const {
   const std::string s = Match(i);
-  if (s.empty() || s.size() > 19) return Status::NotFound();
+  // Canonical decimal only: "01" is not collection 1.
+  if (s.empty() || s.size() > 19 || s[0] == '0') return Status::NotFound();
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return Status::NotFound();
@@ -108,7 +209,7 @@ Status RequestContext::Authenticate() {
   // body-less writes (logout, resend, follow).
   if (from_cookie && IsMutating(req.method)) {
     const std::string origin = req.get_header_value("Origin");
-    if (!origin.empty() && origin != svc.config->public_url) {
+    if (!origin.empty() && !SameOrigin(origin, svc.config->public_url)) {
       return Status::Forbidden("csrf_rejected", "cross-site request refused");
     }
   }
@@ -145,10 +246,12 @@ Status RequestContext::ParseJson(RequestJson* out, std::initializer_list<const c
   if (req.body.size() > kRequestBodyBytesMax) {
     return Status::Error(Status::Code::kTooLarge, "too_large", "the request body is over 64 KiB");
   }
-  const std::string type = req.get_header_value("Content-Type");
-  if (!StartsWith(type, "application/json")) {
+  if (!IsJsonMediaType(req.get_header_value("Content-Type"))) {
     return Status::Error(Status::Code::kUnsupportedMedia, "unsupported_media_type",
                          "send the body as application/json");
+  }
+  if (req.body.find('\0') != std::string::npos) {
+    return Status::BadRequest("malformed_json", "the body is not valid JSON (it holds a NUL byte)");
   }
   return out->Parse(req.body, allowed);
 }
@@ -192,7 +295,23 @@ void RequestContext::ClearSessionCookie() {
                  std::string(kSessionCookie) + "=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
 }
 
-std::string RequestContext::ClientAddress() const { return req.remote_addr; }
+std::string RequestContext::ClientAddress() const {
+  std::string peer;
+  if (!CanonicalIp(req.remote_addr, &peer)) peer = req.remote_addr;
+  const auto& proxies = svc.config->trusted_proxies;
+  if (proxies.empty() || std::find(proxies.begin(), proxies.end(), peer) == proxies.end()) {
+    return peer;
+  }
+  // The hop our trusted proxy added is the last one; earlier ones are
+  // whatever the client sent.
+  const size_t n = req.get_header_value_count("X-Forwarded-For");
+  if (n == 0) return peer;
+  const std::string last_header = req.get_header_value("X-Forwarded-For", n - 1);
+  const size_t comma = last_header.rfind(',');
+  std::string client;
+  const std::string hop = comma == std::string::npos ? last_header : last_header.substr(comma + 1);
+  return CanonicalIp(hop, &client) ? client : peer;
+}
 
 // ---- cursors ------------------------------------------------------------------
 
@@ -219,32 +338,89 @@ Status DecodeCursor(const std::string& cursor, uint64_t* last) {
 
 // ---- HttpServer ---------------------------------------------------------------
 
-HttpServer::HttpServer(Services& svc) : svc_(svc) {
-  const int threads = svc.config->http_threads;
-  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+namespace {
+
+ConnectionOptions ConnectionOptionsOf(const Config& config, Metrics* metrics) {
+  ConnectionOptions o;
+  o.threads = config.http_threads;
+  o.request_deadline_ms = config.http_request_deadline_ms;
+  o.idle_timeout_ms = config.http_idle_timeout_ms;
+  o.requests_per_connection_max = config.http_requests_per_connection_max;
+  o.connections_per_address_max = config.http_connections_per_address_max;
+  o.write_timeout_ms = kWriteTimeoutMs;
+  o.body_bytes_max = kRequestBodyBytesMax;
+  o.unlimited_addresses = config.trusted_proxies;
+  o.on_rejected = [metrics](const std::string& address, int status) {
+    if (metrics != nullptr) metrics->RecordRequest("rejected", status, 0);
+    OB_LOG(kInfo, "http: - - %d 0.00ms from %s", status, address.c_str());
+  };
+  return o;
+}
+
+Status HttpError(int status) {
+  switch (status) {
+    case 404: return Status::NotFound("no such endpoint");
+    case 405: return Status::Error(Status::Code::kInvalidArgument, "method_not_allowed",
+                                   "method not allowed");
+    case 411: return Status::BadRequest("length_required",
+                                        "send the body with a Content-Length header");
+    case 413: return Status::Error(Status::Code::kTooLarge, "too_large",
+                                   "the request body is over 64 KiB");
+    case 414: return Status::BadRequest("uri_too_long", "the request URI is too long");
+    case 400: return Status::BadRequest("bad_request", "malformed HTTP request");
+    default: return Status::Error(Status::Code::kInternal, "error", "request failed");
+  }
+}
+
+// Request framing checks before httplib reads a body (RFC 9112 section 6):
+// no Content-Length and no Transfer-Encoding means no body (httplib would
+// read until the client closes); Transfer-Encoding is refused with 411 (we
+// cannot bound a chunked body); a malformed or conflicting Content-Length is
+// 400 and one over the limit 413, without reading the body. Refusals close
+// the connection, whose unread body cannot be skipped safely.
+httplib::Server::HandlerResponse CheckFraming(const httplib::Request& req,
+                                              httplib::Response& res) {
+  int refuse = 0;
+  const size_t lengths = req.get_header_value_count("Content-Length");
+  if (req.has_header("Transfer-Encoding")) {
+    refuse = 411;
+  } else if (lengths == 0) {
+    // Safe: the Request is not const in httplib; handlers see it as const.
+    const_cast<httplib::Request&>(req).headers.emplace("Content-Length", "0");
+  } else {
+    const std::string first = req.get_header_value("Content-Length");
+    bool digits = !first.empty() && first.size() <= 18 &&
+                  std::all_of(first.begin(), first.end(), [](char c) { return c >= '0' && c <= '9'; });
+    for (size_t i = 1; i < lengths && digits; ++i) {
+      digits = req.get_header_value("Content-Length", i) == first;
+    }
+    if (!digits) refuse = 400;
+    else if (std::stoull(first) > kRequestBodyBytesMax) refuse = 413;
+  }
+  if (refuse == 0) return httplib::Server::HandlerResponse::Unhandled;
+  res.status = refuse;
+  res.set_header("Connection", "close");
+  ConnectionServer::CloseAfterCurrentRequest();
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Services& svc)
+    : svc_(svc), server_(ConnectionOptionsOf(*svc.config, svc.metrics)) {
   server_.set_payload_max_length(kRequestBodyBytesMax);
-  // Slow or idle clients are timed out instead of holding a worker.
-  server_.set_read_timeout(10, 0);
-  server_.set_write_timeout(10, 0);
-  server_.set_keep_alive_timeout(5);
-  // Rotate long keep-alive connections so queued ones get a worker.
-  server_.set_keep_alive_max_count(1'000);
   server_.set_tcp_nodelay(true);
+  server_.set_pre_routing_handler(CheckFraming);
   server_.set_error_handler(httplib::Server::HandlerWithResponse(
       [](const httplib::Request&, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    Status s;
-    switch (res.status) {
-      case 404: s = Status::NotFound("no such endpoint"); break;
-      case 405: s = Status::Error(Status::Code::kInvalidArgument, "method_not_allowed",
-                                  "method not allowed"); break;
-      case 413: s = Status::Error(Status::Code::kTooLarge, "too_large",
-                                  "the request body is over 64 KiB"); break;
-      case 414: s = Status::BadRequest("uri_too_long", "the request URI is too long"); break;
-      case 400: s = Status::BadRequest("bad_request", "malformed HTTP request"); break;
-      default: s = Status::Error(Status::Code::kInternal, "error", "request failed"); break;
+    if (res.status == 400) {
+      // A malformed request: what follows it on the connection cannot be
+      // trusted to start a request.
+      res.set_header("Connection", "close");
+      ConnectionServer::CloseAfterCurrentRequest();
     }
-    res.set_content(ErrorJson(s), "application/json");
+    res.set_content(ErrorJson(HttpError(res.status)), "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
   server_.set_exception_handler(
@@ -261,6 +437,22 @@ HttpServer::HttpServer(Services& svc) : svc_(svc) {
         res.status = 500;
         res.set_content(ErrorJson(Status::Internal("internal error")), "application/json");
       });
+  // Every reply httplib writes, routed or not (404, 400, 413...), is counted
+  // and logged here, after it was sent.
+  server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    const char* name = t_route;
+    t_route = nullptr;
+    if (name == nullptr) name = (res.status == 404 || res.status == 405) ? "unmatched" : "rejected";
+    const double seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() -
+                               ConnectionServer::CurrentRequestStart())
+                               .count();
+    if (svc_.metrics != nullptr) svc_.metrics->RecordRequest(name, res.status, seconds);
+    // The path without its query (tokens may travel in queries); both cut
+    // short so a hostile request cannot fill the log.
+    OB_LOG(kInfo, "http: %.16s %.512s %d %.2fms", req.method.empty() ? "-" : req.method.c_str(),
+           req.path.empty() ? "-" : req.path.c_str(), res.status, seconds * 1000);
+  });
 }
 
 HttpServer::~HttpServer() { Stop(); }
@@ -283,7 +475,6 @@ void HttpServer::Route(const char* method, const std::string& pattern, const cha
 
 void HttpServer::Dispatch(const char* name, const RouteHandler& handler,
                           const httplib::Request& req, httplib::Response& res) {
-  const auto start = std::chrono::steady_clock::now();
   in_flight_++;
   RequestContext ctx(req, res, svc_);
   Status s;
@@ -301,15 +492,12 @@ void HttpServer::Dispatch(const char* name, const RouteHandler& handler,
       s = Status::Internal("internal error");  // details stay in the log
     }
     res.status = s.http_status();
+    if (s.error_code() == "busy") res.set_header("Retry-After", std::to_string(kBusyRetryAfterS));
     res.set_content(ErrorJson(s), "application/json");
   } else if (res.status == -1) {
     res.status = 200;
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (svc_.metrics != nullptr) svc_.metrics->RecordRequest(name, res.status, seconds);
-  OB_LOG(kInfo, "http: %s %s %d %.2fms", req.method.c_str(), req.path.c_str(), res.status,
-         seconds * 1000);
+  t_route = name;  // the logger counts and logs the reply once it is sent
   in_flight_--;
 }
 
@@ -323,6 +511,9 @@ Status HttpServer::Bind(const std::string& host, int port) {
                               " (in use, or not allowed)");
     }
     port_ = port;
+  }
+  if (!server_.SetListenBacklog(kListenBacklog)) {
+    OB_LOG(kWarning, "http: cannot raise the listen backlog: %s", strerror(errno));
   }
   return Status::Ok();
 }

@@ -3,9 +3,16 @@
 // which resolves the viewer, parses bodies and turns a non-OK Status into the
 // SPEC error object with the right HTTP status.
 //
-// Limits: request bodies over kRequestBodyBytesMax are refused (413) before a
-// handler runs; non-JSON bodies on writes get 415; read/write timeouts and a
-// bounded worker pool keep slow or idle clients from holding threads.
+// Limits: request bodies over kRequestBodyBytesMax are refused (413) before
+// they are read; non-JSON bodies on writes get 415; a request without
+// Content-Length has no body, and Transfer-Encoding is refused (411).
+// Connections wait for complete requests without holding a worker, under a
+// deadline (ConnectionServer).
+//
+// Every reply, also those httplib gives before routing (404 unknown path,
+// 400 malformed, 413), is request-logged ("http: METHOD PATH STATUS
+// DURATIONms", the path without its query) and counted in /metrics under its
+// route name, or "unmatched" (404/405 without a route) or "rejected".
 //
 // Thread-safety: handlers run concurrently on the worker pool. Routes must be
 // registered before Listen().
@@ -22,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "http_connections.h"
 #include "json.h"
 #include "offbrand/clock.h"
 #include "offbrand/config.h"
@@ -39,6 +47,10 @@ class LastSeen;
 class SyncEngine;
 
 constexpr size_t kRequestBodyBytesMax = 64 * 1024;
+// Each write of a reply; request deadline and idle timeout are in Config.
+constexpr int64_t kWriteTimeoutMs = 10'000;
+// Pending connects the kernel queues for accept (capped by somaxconn).
+constexpr int kListenBacklog = 256;
 constexpr int kPageLimitDefault = 20;
 constexpr int kPageLimitMax = 100;
 constexpr const char* kSessionCookie = "offbrand_session";
@@ -73,12 +85,16 @@ class RequestContext {
 
   // Regex capture i (1-based) of the route pattern.
   std::string Match(int i) const { return req.matches[i].str(); }
-  // Capture i as a positive integer id; anything else is 404 not_found.
+  // Capture i as a positive integer id in canonical decimal (no sign, no
+  // leading zeros: "01" is not 1); anything else is 404 not_found.
   Result<uint64_t> IdParam(int i) const;
 
   // Resolves the session cookie or Authorization: Bearer/Token header.
   // Absent credentials are not an error (viewer() stays null); a token that
-  // is unknown or expired is 401 invalid_token.
+  // is unknown or expired is 401 invalid_token. A cookie-authenticated
+  // POST/PUT/PATCH/DELETE with an Origin header that is not the public URL's
+  // origin (scheme, host, port; default ports normalized; hosts compared as
+  // written, so localhost is not 127.0.0.1) is 403 csrf_rejected.
   Status Authenticate();
   const Viewer* viewer() const { return viewer_ ? &*viewer_ : nullptr; }
   // 401 unauthenticated without a viewer; 403 unconfirmed for unconfirmed
@@ -96,9 +112,14 @@ class RequestContext {
 
   void SendJson(int status, const std::string& body);
   void SendNoContent();
-  // Sets the session cookie (HttpOnly, SameSite=Lax, Secure on https public URL).
+  // Sets the session cookie (HttpOnly, SameSite=Lax, Secure on https public
+  // URL). max_age_s <= 0 makes a browser-session cookie (no Max-Age); the
+  // server-side session expires on its own either way.
   void SetSessionCookie(const std::string& token, int64_t max_age_s);
   void ClearSessionCookie();
+  // The client's address: the peer, or, when the peer is one of
+  // OFFBRAND_TRUSTED_PROXIES, the last X-Forwarded-For hop (if it is an IP
+  // address). Used for throttling and the fail2ban log line.
   std::string ClientAddress() const;
 
  private:
@@ -132,12 +153,13 @@ class HttpServer {
   void Stop();
   bool running() const { return server_.is_running(); }
   uint64_t in_flight() const { return in_flight_.load(); }
+  ConnectionServer::Stats connection_stats() const { return server_.stats(); }
 
  private:
   void Dispatch(const char* name, const RouteHandler& handler, const httplib::Request& req,
                 httplib::Response& res);
   Services& svc_;
-  httplib::Server server_;
+  ConnectionServer server_;
   int port_ = 0;
   std::atomic<uint64_t> in_flight_{0};
 };

@@ -13,7 +13,10 @@ namespace offbrand {
 
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
-}
+std::atomic<void (*)(const char*, size_t)> g_sink{nullptr};
+}  // namespace
+
+void SetLogSinkForTest(void (*sink)(const char* line, size_t len)) { g_sink = sink; }
 
 bool SetLogLevel(const char* name) {
   LogLevel level;
@@ -46,6 +49,7 @@ void LogLine(LogLevel level, const char* fmt, ...) {
   for (size_t i = n; i < len; ++i) {
     if (buf[i] == '\n' || buf[i] == '\r') buf[i] = ' ';
   }
+  if (auto sink = g_sink.load(std::memory_order_relaxed)) sink(buf, len);
   buf[len++] = '\n';
   ssize_t ignored = write(STDERR_FILENO, buf, len);
   (void)ignored;

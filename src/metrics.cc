@@ -29,7 +29,7 @@ std::string Metrics::Render(const std::string& extra) const {
       out += line;
     }
   }
-  out += "# HELP offbrand_http_request_duration_seconds Time from routing to reply.\n";
+  out += "# HELP offbrand_http_request_duration_seconds Time from a complete request to its reply.\n";
   out += "# TYPE offbrand_http_request_duration_seconds histogram\n";
   for (const auto& [name, r] : routes_) {
     for (size_t i = 0; i < kLatencyBucketsS.size(); ++i) {

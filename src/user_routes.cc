@@ -40,6 +40,20 @@ std::string WithMembers(std::string object_json, const std::string& members) {
 
 const char* BoolText(bool b) { return b ? "true" : "false"; }
 
+// 409 last_admin when `admin_id` is the only Administrator: demoting or
+// deleting them would leave nobody able to administer the server. Scans
+// kUsers (users are few on a self-hosted server).
+Status RefuseLastAdmin(const Txn& txn, uint64_t admin_id) {
+  Cursor c = txn.OpenCursor(Db::kUsers);
+  for (bool ok = c.First(); ok; ok = c.Next()) {
+    User u;
+    if (!DecodeUser(c.value(), &u)) return Status::Internal("a user row does not decode");
+    if (u.id != admin_id && u.role == Role::kAdministrator) return Status::Ok();
+  }
+  return Status::Conflict("last_admin",
+                          "this is the last administrator; make another one first");
+}
+
 Status GetMe(RequestContext& ctx) {
   ACCT_RETURN_IF_ERROR(ctx.RequireLogin());
   const User& user = ctx.viewer()->user;
@@ -127,8 +141,13 @@ Status GetUser(RequestContext& ctx) {
   std::string members = ",\"follower_count\":" + std::to_string(UserFollowerCount(txn, user->id)) +
                         ",\"following_count\":" + std::to_string(UserFollowingCount(txn, user->id));
   if (const Viewer* v = ctx.viewer()) {
-    members += std::string(",\"following\":") + BoolText(Follows(txn, v->user.id, user->id));
-    members += std::string(",\"follows_you\":") + BoolText(Follows(txn, user->id, v->user.id));
+    // Everyone follows themselves (hidden, for the timeline); like the
+    // counts, the flags leave that out.
+    const bool self = v->user.id == user->id;
+    members += std::string(",\"following\":") +
+               BoolText(!self && Follows(txn, v->user.id, user->id));
+    members += std::string(",\"follows_you\":") +
+               BoolText(!self && Follows(txn, user->id, v->user.id));
   }
   ctx.SendJson(200, WithMembers(UserJsonString(*user, SeesEmail(ctx, *user),
                                                LastSeenOf(ctx, user->id)),
@@ -196,6 +215,11 @@ Status AdminPatchUser(RequestContext& ctx) {
     if (edit.name) u->name = *edit.name;
     if (edit.about_me) u->about_me = *edit.about_me;
     if (edit.role) u->role = *edit.role;
+    // Reset and email-change links mailed to the old address are spent.
+    if (u->email != before.email) u->auth_epoch = before.auth_epoch + 1;
+    if (before.role == Role::kAdministrator && u->role != Role::kAdministrator) {
+      ACCT_RETURN_IF_ERROR(RefuseLastAdmin(txn, before.id));
+    }
     ACCT_RETURN_IF_ERROR(PutUser(txn, *u, &before));  // 409 duplicate_username / _email
     if (edit.confirmed && *edit.confirmed && !before.confirmed) {
       // Queues the add with the new username and email.
@@ -225,6 +249,7 @@ Status DeleteUser(RequestContext& ctx) {
       if (!u->confirmed) return Status::NotFound("no such user");
       return Status::Forbidden("forbidden", "only the user or an administrator may do this");
     }
+    if (u->role == Role::kAdministrator) ACCT_RETURN_IF_ERROR(RefuseLastAdmin(txn, u->id));
     return DeleteUserInTxn(txn, config, *u);
   }));
   if (deleted_self) ctx.ClearSessionCookie();

@@ -278,7 +278,7 @@ BOOST_AUTO_TEST_CASE(WrongPasswordAndUnknownEmailGetTheSameAnswer) {
   BOOST_TEST(server.api().Post(kApi + "/auth/login", LoginJson("FAY@example.COM", PasswordOf("fay"))).status == 200);
 }
 
-BOOST_AUTO_TEST_CASE(LoginSetsAnHttpOnlyCookieThatRememberMeKeepsForThirtyDays) {
+BOOST_AUTO_TEST_CASE(LoginWithoutRememberMeSetsASessionCookieAndRememberMeOneForThirtyDays) {
   TempDir dir;
   TestServer server(dir.path());
   Join(server, "gus");
@@ -294,8 +294,23 @@ BOOST_AUTO_TEST_CASE(LoginSetsAnHttpOnlyCookieThatRememberMeKeepsForThirtyDays) 
   BOOST_TEST(cookie.find("HttpOnly") != std::string::npos);
   BOOST_TEST(cookie.find("SameSite=Lax") != std::string::npos);
   BOOST_TEST(cookie.find("Max-Age=2592000") != std::string::npos, cookie);
-  BOOST_TEST(plain.header("Set-Cookie").find("Max-Age=2592000") == std::string::npos);
-  BOOST_TEST(plain.header("Set-Cookie").find("Max-Age=86400") != std::string::npos);
+  // Without remember me: a browser-session cookie (no Max-Age, no Expires),
+  // while the session itself still ends after a day on the server.
+  const std::string session_cookie = plain.header("Set-Cookie");
+  BOOST_TEST(session_cookie.find("Max-Age") == std::string::npos, session_cookie);
+  BOOST_TEST(session_cookie.find("Expires") == std::string::npos, session_cookie);
+  BOOST_TEST(session_cookie.find("HttpOnly") != std::string::npos);
+  BOOST_TEST(session_cookie.find("SameSite=Lax") != std::string::npos);
+  BOOST_TEST(session_cookie.find("Secure") == std::string::npos);  // http public URL
+  {
+    auto read = server.store().BeginRead();
+    BOOST_REQUIRE(read.ok());
+    std::string_view value;
+    Session session;
+    BOOST_REQUIRE((*read)->Get(Db::kSessions, Sha256Hex(plain.json().at("token").str()), &value).ok());
+    BOOST_REQUIRE(DecodeSession(value, &session));
+    BOOST_TEST(session.expires_ms - session.created_ms == 24 * 3600 * 1000ll);
+  }
 
   // The cookie alone authenticates.
   HttpReply me = api.Send("GET", kApi + "/me", "", "",
@@ -306,6 +321,20 @@ BOOST_AUTO_TEST_CASE(LoginSetsAnHttpOnlyCookieThatRememberMeKeepsForThirtyDays) 
   HttpReply token_scheme = api.Send("GET", kApi + "/me", "", "",
                                     {{"Authorization", "Token " + plain.json().at("token").str()}});
   BOOST_TEST(token_scheme.status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(SessionCookiesAreSecureWhenThePublicUrlIsHttps) {
+  TempDir dir;
+  TestServer server(dir.path(), [](Config& c) { c.public_url = "https://links.example.org"; });
+  Join(server, "sue");
+  for (bool remember : {false, true}) {
+    HttpReply r = server.api().Post(kApi + "/auth/login",
+                                    LoginJson(EmailOf("sue"), PasswordOf("sue"), remember));
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    const std::string cookie = r.header("Set-Cookie");
+    BOOST_TEST(cookie.find("; Secure") != std::string::npos, cookie);
+    BOOST_TEST((cookie.find("Max-Age=2592000") != std::string::npos) == remember, cookie);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(PasswordChangeNeedsTheOldPasswordAndSignsOutOtherSessions) {
@@ -548,4 +577,108 @@ BOOST_AUTO_TEST_CASE(MailerSendsThroughSmtpAndRetriesAFailedSend) {
   BOOST_TEST(messages[0].find("Subject: Hello there") != std::string::npos);
   BOOST_TEST(messages[0].find("http://example.com/confirm?token=abc") != std::string::npos);
   mailer.Stop();
+}
+
+// An email change used to leave auth_epoch alone: a reset link mailed to the
+// old address stayed valid for its hour. Now both kinds of email change
+// spend every outstanding link.
+BOOST_AUTO_TEST_CASE(EmailChangeSpendsResetLinksMailedToTheOldAddress) {
+  TempDir dir;
+  TestServer server(dir.path());
+  TestApi api = server.api();
+  const std::string token = Join(server, "ola");
+  const std::string admin = JoinAdmin(server, "boss");
+  Join(server, "pia");
+
+  auto reset_token_for = [&](const std::string& email) {
+    const std::string before = server.LastMailTo(email);
+    BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/reset", "{\"email\":\"" + email + "\"}").status, 202);
+    std::string mail = WaitForMail(server, email, before);
+    BOOST_REQUIRE(mail.find("/reset?token=") != std::string::npos);
+    return TokenIn(mail.substr(mail.find("/reset?token=")));
+  };
+  auto reset_with = [&](const std::string& reset) {
+    return api.Post(kApi + "/auth/reset/confirm",
+                    "{\"token\":\"" + reset + "\",\"password\":\"a-brand-new-password\"}");
+  };
+
+  // The user's own change, confirmed through the new address.
+  const std::string ola_reset = reset_token_for(EmailOf("ola"));
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/email",
+                               "{\"email\":\"ola.new@example.org\",\"password\":\"" +
+                                   PasswordOf("ola") + "\"}",
+                               token)
+                          .status,
+                      202);
+  std::string mail = WaitForMail(server, "ola.new@example.org");
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/email/confirm", TokenJson(TokenIn(mail))).status, 200);
+  HttpReply spent = reset_with(ola_reset);
+  BOOST_TEST(spent.status == 400, spent.body);
+  BOOST_TEST(spent.error_code() == "invalid_token");
+
+  // An administrator's change.
+  const std::string pia_reset = reset_token_for(EmailOf("pia"));
+  BOOST_REQUIRE_EQUAL(api.Patch(kApi + "/users/pia", "{\"email\":\"pia.new@example.org\"}", admin).status,
+                      200);
+  spent = reset_with(pia_reset);
+  BOOST_TEST(spent.status == 400, spent.body);
+  BOOST_TEST(spent.error_code() == "invalid_token");
+  // A link asked for after the change works.
+  BOOST_TEST(reset_with(reset_token_for("pia.new@example.org")).status == 204);
+}
+
+// Proves that no auth flow writes a secret to the log, with SMTP and Stream
+// configured (so the offline "mail link in the log" exception is off) and
+// everything logged at debug level.
+BOOST_AUTO_TEST_CASE(NoSecretsReachTheLogDuringAuthFlows) {
+  FakeSmtp smtp(/*refuse_first=*/1);  // one failed send is logged too
+  TempDir dir;
+  LogCapture log;
+  const std::string smtp_password = "smtp-pass-6d1f";
+  const std::string stream_secret = "stream-secret-93ab";
+  TestServer server(dir.path(), [&](Config& c) {
+    c.log_level = "debug";
+    c.smtp_url = "smtp://mailer:" + smtp_password + "@127.0.0.1:" + std::to_string(smtp.port());
+    c.stream_api_key = "stream-key";
+    c.stream_api_secret = stream_secret;
+    c.stream_app_id = "1";
+    c.stream_base_url = "http://127.0.0.1:" + std::to_string(FreePort()) + "/";
+  });
+  TestApi api = server.api();
+  std::vector<std::string> secrets = {smtp_password, stream_secret, PasswordOf("quin")};
+  const std::string confirm = RegisterForToken(server, "quin");
+  secrets.push_back(confirm);
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/confirm", TokenJson(confirm)).status, 200);
+  const std::string session = Login(server, "quin");
+  secrets.push_back(session);
+  BOOST_TEST(api.Post(kApi + "/auth/login", LoginJson(EmailOf("quin"), "wrong-password-x")).status == 401);
+  secrets.push_back("wrong-password-x");
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/password",
+                               "{\"old_password\":\"" + PasswordOf("quin") +
+                                   "\",\"password\":\"second-password-1\"}",
+                               session)
+                          .status,
+                      204);
+  secrets.push_back("second-password-1");
+  const std::string before = server.LastMailTo(EmailOf("quin"));
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/reset", "{\"email\":\"" + EmailOf("quin") + "\"}").status, 202);
+  const std::string reset = TokenIn(WaitForMail(server, EmailOf("quin"), before));
+  secrets.push_back(reset);
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/reset/confirm",
+                               "{\"token\":\"" + reset + "\",\"password\":\"third-password-2\"}")
+                          .status,
+                      204);
+  secrets.push_back("third-password-2");
+  HttpReply again = api.Post(kApi + "/auth/login", LoginJson(EmailOf("quin"), "third-password-2"));
+  BOOST_REQUIRE_EQUAL(again.status, 200);
+  secrets.push_back(again.json().at("token").str());
+  // Let the mailer and the sync thread run into their failures and log them.
+  for (int i = 0; i < 200 && smtp.mail_commands() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string text = log.Text();
+  BOOST_TEST(text.find("http: POST /api/v1/auth/login") != std::string::npos);  // it did log
+  for (const std::string& secret : secrets) {
+    BOOST_TEST(text.find(secret) == std::string::npos, "in the log: " << secret);
+  }
 }

@@ -313,3 +313,53 @@ BOOST_AUTO_TEST_CASE(DeletingYourselfClearsTheCookie) {
   BOOST_TEST(r.header("Set-Cookie").find(kSessionCookie) != std::string::npos);
   BOOST_TEST(server.api().Post(kApi + "/auth/login", LoginJson(EmailOf("quit"), PasswordOf("quit"))).status == 401);
 }
+
+// GET /users/<me> used to show following:true, follows_you:true (the hidden
+// self-follow) while the counts left it out.
+BOOST_AUTO_TEST_CASE(OwnProfileShowsNoSelfFollowFlagsBeforeAndAfterARealFollow) {
+  TempDir dir;
+  TestServer server(dir.path());
+  TestApi api = server.api();
+  const std::string wes = Join(server, "wes");
+  const std::string xia = Join(server, "xia");
+  auto flags = [&](const std::string& who, const std::string& viewer) {
+    HttpReply r = api.Get(kApi + "/users/" + who, viewer);
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    return std::make_pair(r.json().at("following").boolean(), r.json().at("follows_you").boolean());
+  };
+  BOOST_TEST((flags("wes", wes) == std::make_pair(false, false)));
+
+  // wes follows xia through the API.
+  BOOST_REQUIRE_EQUAL(api.Put(kApi + "/users/xia/follow", "", wes).status / 100, 2);
+  BOOST_TEST((flags("xia", wes) == std::make_pair(true, false)));   // wes looks at xia
+  BOOST_TEST((flags("wes", xia) == std::make_pair(false, true)));   // xia looks at wes
+  BOOST_TEST((flags("wes", wes) == std::make_pair(false, false)));  // self, still
+  BOOST_TEST((flags("xia", xia) == std::make_pair(false, false)));
+  HttpReply self = api.Get(kApi + "/users/wes", wes);
+  BOOST_TEST(self.json().at("following_count").num() == 1);
+  BOOST_TEST(self.json().at("follower_count").num() == 0);
+}
+
+// An administrator could demote or delete the last administrator, leaving
+// nobody able to administer the server.
+BOOST_AUTO_TEST_CASE(TheLastAdministratorCannotBeDemotedOrDeleted) {
+  TempDir dir;
+  TestServer server(dir.path());
+  TestApi api = server.api();
+  const std::string root = JoinAdmin(server, "root");
+  const std::string digest = StoreDigest(server.store());
+  HttpReply r = api.Patch(kApi + "/users/root", "{\"role\":\"Moderator\"}", root);
+  BOOST_TEST(r.status == 409, r.body);
+  BOOST_TEST(r.error_code() == "last_admin");
+  r = api.Delete(kApi + "/users/root", root);
+  BOOST_TEST(r.status == 409, r.body);
+  BOOST_TEST(r.error_code() == "last_admin");
+  BOOST_TEST(StoreDigest(server.store()) == digest);
+
+  // With a second administrator, either may go.
+  const std::string second = JoinAdmin(server, "second");
+  BOOST_TEST(api.Patch(kApi + "/users/root", "{\"role\":\"User\"}", second).status == 200);
+  // Now second is the last one.
+  BOOST_TEST(api.Delete(kApi + "/users/second", second).error_code() == "last_admin");
+  BOOST_TEST(api.Patch(kApi + "/users/second", "{\"name\":\"Still Admin\"}", second).status == 200);
+}

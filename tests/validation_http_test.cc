@@ -198,3 +198,50 @@ BOOST_AUTO_TEST_CASE(BadInputListChangesNothing) {
   // The same body with the right type is accepted.
   BOOST_TEST(server.api().Post(kApi + "/auth/register", good).status == 201);
 }
+
+// IdParam accepted "01" as 1: an id has one spelling.
+BOOST_AUTO_TEST_CASE(LeadingZeroIdsAreNotFound) {
+  TempDir dir;
+  TestServer server(dir.path());
+  const std::string token = Join(server, "zed");
+  HttpReply made = server.api().Post(kApi + "/collections", "{\"name\":\"Reading\",\"description\":\"about it\"}", token);
+  BOOST_REQUIRE_EQUAL(made.status, 201);
+  const uint64_t id = IdOf(made.json());
+  const std::string text = std::to_string(id);
+  BOOST_TEST(server.api().Get(kApi + "/collections/" + text, token).status == 200);
+  for (const std::string& bad : {"0" + text, "00" + text, std::string("0")}) {
+    HttpReply r = server.api().Get(kApi + "/collections/" + bad, token);
+    BOOST_TEST(r.status == 404, bad << ": " << r.body);
+    BOOST_TEST(r.error_code() == "not_found");
+  }
+}
+
+// Content-Type was matched by prefix and case-sensitively; a NUL byte after
+// the JSON document was accepted.
+BOOST_AUTO_TEST_CASE(ContentTypeIsParsedAsAMediaTypeAndNulBytesAreMalformed) {
+  TempDir dir;
+  TestServer server(dir.path());
+  const std::string token = Join(server, "yan");
+  const std::string body = "{\"name\":\"Yan\"}";
+  auto patch = [&](const std::string& type, const std::string& b) {
+    return server.api().Send("PATCH", kApi + "/me", b, type, {{"Authorization", "Bearer " + token}});
+  };
+  for (const char* type : {"application/json", "Application/JSON", "application/json; charset=utf-8",
+                           "application/json;charset=UTF-8", " application/json "}) {
+    HttpReply r = patch(type, body);
+    BOOST_TEST(r.status == 200, type << ": " << r.body);
+  }
+  const std::string digest = StoreDigest(server.store());
+  for (const char* type : {"application/jsonfoo", "application/json-seq", "text/json",
+                           "application/x-json", "application"}) {
+    HttpReply r = patch(type, body);
+    BOOST_TEST(r.status == 415, type << ": " << r.body);
+    BOOST_TEST(r.error_code() == "unsupported_media_type");
+  }
+  for (const std::string& nul : {body + std::string(1, '\0'), std::string("{\"name\":\"a\0b\"}", 14)}) {
+    HttpReply r = patch("application/json", nul);
+    BOOST_TEST(r.status == 400, r.body);
+    BOOST_TEST(r.error_code() == "malformed_json");
+  }
+  BOOST_TEST(StoreDigest(server.store()) == digest);
+}

@@ -7,8 +7,10 @@
 #define OFFBRAND_CONFIG_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "offbrand/status.h"
 
@@ -35,12 +37,25 @@ struct Config {
   std::string smtp_url;
   std::string smtp_from = "offbrand@localhost";
   std::string log_level = "info";      // debug, info, warning, error
+  // OFFBRAND_TRUSTED_PROXIES: comma-separated IP addresses of reverse proxies
+  // (nginx, caddy). A request from one of them is attributed to the last
+  // X-Forwarded-For hop (throttling, the fail2ban line), and they are exempt
+  // from the per-address connection cap. Default: none (the peer address).
+  std::vector<std::string> trusted_proxies;
 
   // Limits (not in SPEC's list; settable for tests and small machines).
-  // cpp-httplib worker threads. A worker serves one keep-alive connection
-  // until it idles out, so this bounds concurrent connections too.
+  // HTTP worker threads: requests processed at once. Connections waiting
+  // for a request do not hold one (see src/http_connections.h).
   int http_threads = 32;
   int password_hashes_max = 2;         // concurrent Argon2id hashes
+  // HTTP connection limits (src/http_connections.h): a request must arrive
+  // whole within the deadline of its first byte; idle keep-alive
+  // connections close after the idle timeout; a connection serves at most
+  // so many requests (the last reply says Connection: close).
+  int64_t http_request_deadline_ms = 10'000;
+  int64_t http_idle_timeout_ms = 5'000;
+  size_t http_requests_per_connection_max = 1'000;
+  size_t http_connections_per_address_max = 128;
   uint64_t map_size_bytes = 64ull << 20;
   // Links in one collection and collections of one person: far beyond use,
   // so that one request's work stays bounded (a rename queues one Stream
@@ -48,6 +63,8 @@ struct Config {
   // Reaching one is 409 too_many_links / too_many_collections.
   uint64_t items_per_collection_max = 10'000;
   uint64_t collections_per_user_max = 1'000;
+  // Tests only: passed to StoreOptions::commit_fault_for_test.
+  std::function<int()> commit_fault_for_test;
 
   bool stream_configured() const {
     return !stream_api_key.empty() && !stream_api_secret.empty();

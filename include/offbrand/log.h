@@ -6,6 +6,8 @@
 #ifndef OFFBRAND_LOG_H_
 #define OFFBRAND_LOG_H_
 
+#include <cstddef>
+
 namespace offbrand {
 
 enum class LogLevel { kError = 3, kWarning = 4, kInfo = 6, kDebug = 7 };
@@ -15,6 +17,9 @@ enum class LogLevel { kError = 3, kWarning = 4, kInfo = 6, kDebug = 7 };
 bool SetLogLevel(const char* name);
 bool LogEnabled(LogLevel level);
 void LogLine(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+// Tests: also hands every line written (with its "<N>" prefix, without the
+// newline) to `sink`; nullptr removes it. The sink must be thread-safe.
+void SetLogSinkForTest(void (*sink)(const char* line, size_t len));
 
 }  // namespace offbrand
 

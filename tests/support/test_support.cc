@@ -4,7 +4,9 @@
 
 #include <fcntl.h>
 #include <httplib.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <mutex>
 #include <thread>
 
 #include "accounts.h"
@@ -576,6 +579,137 @@ Json GoldenRequest(const std::string& operation) {
     if (r.has("operation") && r.at("operation").str() == operation) return r;
   }
   throw std::runtime_error("no golden request \"" + operation + "\" in " + path);
+}
+
+// ---- RawConn / LogCapture -------------------------------------------------------
+
+RawConn::RawConn(int port) {
+  fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  BOOST_REQUIRE(fd_ >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE_MESSAGE(connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0,
+                        "connect: " << strerror(errno));
+}
+
+RawConn::~RawConn() {
+  if (fd_ >= 0) close(fd_);
+}
+
+bool RawConn::Send(const std::string& bytes) {
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    ssize_t n = send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+namespace {
+// Bytes until the end of one reply in `buf`, or 0 when it is incomplete.
+size_t ReplyLength(const std::string& buf) {
+  size_t end = buf.find("\r\n\r\n");
+  if (end == std::string::npos) return 0;
+  std::string length = RawHeader(buf.substr(0, end + 2), "Content-Length");
+  size_t body = length.empty() ? 0 : std::stoul(length);
+  return buf.size() >= end + 4 + body ? end + 4 + body : 0;
+}
+
+bool PollIn(int fd, int64_t deadline_ms) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  if (now >= deadline_ms) return false;
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, static_cast<int>(deadline_ms - now)) > 0;
+}
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+std::string RawConn::ReadReply(int timeout_ms) {
+  const int64_t deadline = SteadyMs() + timeout_ms;
+  for (;;) {
+    if (size_t n = ReplyLength(pending_)) {
+      std::string reply = pending_.substr(0, n);
+      pending_.erase(0, n);
+      return reply;
+    }
+    if (!PollIn(fd_, deadline)) return "";
+    char buf[4096];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) return "";
+    pending_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+int RawConn::WaitClosed(int timeout_ms, std::string* extra) {
+  const int64_t deadline = SteadyMs() + timeout_ms;
+  if (extra) *extra += pending_;
+  pending_.clear();
+  for (;;) {
+    if (!PollIn(fd_, deadline)) return ETIMEDOUT;
+    char buf[4096];
+    ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+    if (n == 0) return 0;
+    if (n < 0) return errno;
+    if (extra) extra->append(buf, static_cast<size_t>(n));
+  }
+}
+
+int RawStatus(const std::string& reply) {
+  if (reply.rfind("HTTP/1.", 0) != 0 || reply.size() < 12) return 0;
+  return atoi(reply.c_str() + 9);
+}
+
+std::string RawHeader(const std::string& reply, const std::string& name) {
+  const std::string want = Lower(name) + ":";
+  size_t pos = reply.find("\r\n");
+  while (pos != std::string::npos && pos + 2 < reply.size()) {
+    size_t start = pos + 2;
+    size_t end = reply.find("\r\n", start);
+    std::string line = reply.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (line.empty()) break;
+    if (Lower(line.substr(0, want.size())) == want) {
+      std::string v = line.substr(want.size());
+      while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+      return v;
+    }
+    pos = end;
+  }
+  return "";
+}
+
+namespace {
+std::mutex g_log_mu;
+std::string g_log_text;
+void CaptureLine(const char* line, size_t len) {
+  std::lock_guard<std::mutex> lock(g_log_mu);
+  g_log_text.append(line, len);
+  g_log_text += '\n';
+}
+}  // namespace
+
+LogCapture::LogCapture() {
+  {
+    std::lock_guard<std::mutex> lock(g_log_mu);
+    g_log_text.clear();
+  }
+  SetLogSinkForTest(CaptureLine);
+}
+
+LogCapture::~LogCapture() { SetLogSinkForTest(nullptr); }
+
+std::string LogCapture::Text() const {
+  std::lock_guard<std::mutex> lock(g_log_mu);
+  return g_log_text;
 }
 
 }  // namespace offbrand::test

@@ -156,6 +156,46 @@ std::vector<OutboxRecord> DeadRecords(Store& store);
 // The golden request of `operation` from ../shared/stream/golden-requests.json.
 Json GoldenRequest(const std::string& operation);
 
+
+// ---- raw sockets and log capture (HTTP framing, timeout and logging tests) --
+
+// A raw TCP connection to 127.0.0.1:port, for requests httplib's client
+// cannot send (no Content-Length, slow, pipelined, malformed).
+class RawConn {
+ public:
+  explicit RawConn(int port);  // fails the test when it cannot connect
+  ~RawConn();
+  RawConn(const RawConn&) = delete;
+  RawConn& operator=(const RawConn&) = delete;
+  bool Send(const std::string& bytes);
+  // One HTTP reply (status line, headers, Content-Length body) within
+  // `timeout_ms`; "" on timeout or when the server closed first.
+  std::string ReadReply(int timeout_ms);
+  // Waits up to `timeout_ms` for the server to close: 0 on a clean close
+  // (FIN), ECONNRESET on a reset, ETIMEDOUT when still open. Input that
+  // arrives meanwhile is appended to *extra (may be null).
+  int WaitClosed(int timeout_ms, std::string* extra = nullptr);
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::string pending_;  // read past the last reply
+};
+
+// The status code of a raw reply ("HTTP/1.1 204 ..." -> 204), 0 if none.
+int RawStatus(const std::string& reply);
+// A header's value in a raw reply (case-insensitive name), "" if absent.
+std::string RawHeader(const std::string& reply, const std::string& name);
+
+// Captures every log line written while it lives (one capture at a time).
+class LogCapture {
+ public:
+  LogCapture();
+  ~LogCapture();
+  std::string Text() const;  // all lines, newline-separated
+  bool Contains(const std::string& needle) const { return Text().find(needle) != std::string::npos; }
+};
+
 }  // namespace offbrand::test
 
 #endif  // OFFBRAND_TESTS_TEST_SUPPORT_H_
