@@ -3,6 +3,7 @@
 #include "http_connections.h"
 
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -28,6 +29,9 @@ constexpr int kReceiveBufferBytes = 256 * 1024;
 constexpr size_t kStreamBufferBytes = 4096;
 constexpr size_t kDrainBytesMax = 1 << 20;  // discarded while lingering
 constexpr int kParkerTickMs = 100;
+// StopAccepting waits at most this long for the accept loop to empty the
+// listen queue.
+constexpr int64_t kAcceptDrainMsMax = 500;
 constexpr int kEventsMax = 64;
 // After a reply, a worker with nothing queued waits this long for the next
 // request on the same connection before parking it: a kept-alive client
@@ -272,6 +276,7 @@ class ConnectionServer::Pool : public httplib::TaskQueue {
   explicit Pool(ConnectionServer* server) : server_(server) {}
   void enqueue(std::function<void()> fn) override { server_->Enqueue(std::move(fn)); }
   void shutdown() override {
+    server_->Drain();
     server_->StopParker();
     server_->pool_->shutdown();
   }
@@ -305,6 +310,29 @@ ConnectionServer::ConnectionServer(ConnectionOptions options)
 ConnectionServer::~ConnectionServer() {
   stop();
   StopParker();
+}
+
+void ConnectionServer::StopAccepting() {
+  const socket_t sock = svr_sock_.load();
+  if (sock == INVALID_SOCKET) return;
+  // A listening socket cannot refuse new handshakes and keep its queue:
+  // closing it resets every connection still queued, whose clients may have
+  // sent a request already. So first drop every new packet at the socket
+  // (a one-instruction classic BPF filter: new clients' SYNs go unanswered,
+  // they retry and then find the port closed), then let the accept loop
+  // take what is queued, then close.
+  sock_filter drop_all[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+  sock_fprog prog{1, drop_all};
+  if (setsockopt(sock, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
+    OB_LOG(kWarning, "http: cannot filter the listening socket: %s", strerror(errno));
+    return;
+  }
+  const int64_t give_up = NowMs() + kAcceptDrainMsMax;
+  while (NowMs() < give_up) {
+    pollfd p{sock, POLLIN, 0};
+    if (poll(&p, 1, 0) == 0) return;  // nothing queued
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 bool ConnectionServer::SetListenBacklog(int backlog) {
@@ -397,7 +425,9 @@ void ConnectionServer::Enqueue(std::function<void()> fn) {
 
 void ConnectionServer::Serve(Conn* c, bool complete) {
   for (;; complete = false) {
-    if (stopping_flag_.load()) return Close(c);
+    // A request that is all there is served even when stopping (the
+    // workers outlive the parker); only waiting for another one stops.
+    if (stopping_flag_.load() && !complete) return Close(c);
     if (!complete && !c->stream.buffered()) {
       if (queued_.load() == 0) {
         pollfd p{c->fd, POLLIN, 0};
@@ -422,8 +452,8 @@ void ConnectionServer::Serve(Conn* c, bool complete) {
     t_close_after = false;
     c->stream.set_read_deadline_ms(NowMs() + options_.request_deadline_ms);
     ++c->requests;
-    const bool close_connection =
-        stopping_flag_.load() || c->requests >= options_.requests_per_connection_max;
+    const bool close_connection = draining_.load() || stopping_flag_.load() ||
+                                  c->requests >= options_.requests_per_connection_max;
     bool connection_closed = false;
     const bool ok = process_request(c->stream, close_connection, connection_closed, nullptr);
     c->request_begun = false;
@@ -434,6 +464,9 @@ void ConnectionServer::Serve(Conn* c, bool complete) {
 
 void ConnectionServer::Park(Conn* c, bool draining) {
   c->draining = draining;
+  if (draining_.load() && !draining && !c->request_begun) {
+    c->deadline_ms = std::min(c->deadline_ms, drain_end_ms_.load());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
@@ -451,7 +484,7 @@ void ConnectionServer::Park(Conn* c, bool draining) {
 }
 
 void ConnectionServer::CloseLater(Conn* c) {
-  if (stopping_flag_.load()) return Close(c);
+  if (stopping_flag_.load()) return Close(c);  // the parker is gone
   // FIN now; whatever the client still sends is read and dropped for a
   // moment, so our reply is not destroyed by a reset for unread input.
   shutdown(c->fd, SHUT_WR);
@@ -498,7 +531,35 @@ void ConnectionServer::StartParker() {
     stopping_ = false;
   }
   stopping_flag_ = false;
+  draining_ = false;
   parker_ = std::thread([this] { ParkerLoop(); });
+}
+
+void ConnectionServer::Drain() {
+  const int64_t start = NowMs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    drain_end_ms_ = start + options_.drain_ms;
+    draining_ = true;
+    // Idle connections get the drain window at most; a request that
+    // arrives in it is served and answered with Connection: close.
+    for (Conn* c : parked_) {
+      if (!c->draining && !c->request_begun) {
+        c->deadline_ms = std::min(c->deadline_ms, start + options_.drain_ms);
+      }
+    }
+  }
+  const int64_t give_up = start + options_.drain_ms + options_.linger_ms +
+                          options_.request_deadline_ms;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (open_ == 0) return;
+    }
+    if (NowMs() >= give_up) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kParkerTickMs));
+  }
 }
 
 void ConnectionServer::StopParker() {

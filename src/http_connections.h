@@ -25,9 +25,14 @@
 //     connection is closed at once.
 //   * A connection the server closes is half-closed first (FIN) and drained
 //     briefly, so a reply already sent is not destroyed by a TCP reset.
+//   * Shutdown drains: once stop() closed the listener, every request that
+//     has arrived or arrives within `drain_ms` on an open connection is
+//     still served (its reply says Connection: close); idle connections are
+//     half-closed at the end of that window. Only then do the parking thread
+//     and the workers stop. A request is never read and then dropped.
 //
 // Lifetime: the parking thread runs while Listen()/listen_after_bind() runs;
-// stop() ends it before the worker pool is shut down.
+// stop() drains (above), then ends it before the worker pool is shut down.
 //
 // Thread-safety: as httplib::Server. The static Current*() functions refer to
 // the request being processed on the calling worker thread.
@@ -57,6 +62,7 @@ struct ConnectionOptions {
   int64_t idle_timeout_ms = 5'000;          // between keep-alive requests
   int64_t write_timeout_ms = 10'000;        // each write of a reply
   int64_t linger_ms = 1'000;                // draining after the server closes
+  int64_t drain_ms = 1'000;                 // shutdown: late requests still served
   size_t connections_max = 4'096;           // open connections, all clients
   size_t connections_per_address_max = 128; // open connections of one address
   size_t requests_per_connection_max = 1'000;
@@ -90,6 +96,13 @@ class ConnectionServer : public httplib::Server {
   };
   Stats stats() const;
 
+  // Shutdown, before stop(): new connections are no longer completed (their
+  // SYNs are dropped, so clients retry and then find the port closed),
+  // and the connections already queued are accepted. After it, stop()
+  // closes the listener without resetting a connection a client thinks is
+  // open. Waits at most half a second.
+  void StopAccepting();
+
   // Sets the listen backlog of the bound socket (call after bind_to_port).
   // The packaged libcpp-httplib.so is built with a backlog of 5, so a burst
   // of connects saw SYNs dropped and retried a second later;
@@ -120,6 +133,10 @@ class ConnectionServer : public httplib::Server {
   // Answers `reply` (a canned HTTP response) and closes.
   void Reject(Conn* c, const char* reply, int status);
   void StartParker();
+  // Shutdown, first step: serve what arrives for up to drain_ms, close idle
+  // connections, and wait until no connection is open (or the window, plus
+  // the linger and the request deadline of requests in progress, ended).
+  void Drain();
   void StopParker();
   void ParkerLoop();
 
@@ -136,6 +153,8 @@ class ConnectionServer : public httplib::Server {
   std::unordered_map<std::string, size_t> per_address_;  // guarded by mu_
   uint64_t open_ = 0;                                    // guarded by mu_
   std::atomic<bool> stopping_flag_{true};  // stopping_, readable without mu_
+  std::atomic<bool> draining_{false};      // Drain() began: replies close
+  std::atomic<int64_t> drain_end_ms_{0};   // idle connections close by then
   std::atomic<int> queued_{0};  // jobs waiting for a worker
   std::atomic<uint64_t> timed_out_{0};
   std::atomic<uint64_t> refused_{0};

@@ -521,7 +521,9 @@ Status HttpServer::Bind(const std::string& host, int port) {
 bool HttpServer::Listen() { return server_.listen_after_bind(); }
 
 void HttpServer::Stop() {
-  if (server_.is_running()) server_.stop();
+  if (!server_.is_running()) return;
+  server_.StopAccepting();
+  server_.stop();
 }
 
 }  // namespace offbrand
