@@ -9,6 +9,7 @@
 
 #include "activity_json.h"
 #include "collections.h"
+#include "feeds.h"
 #include "http_server.h"
 #include "page_scan.h"
 #include "users_db.h"
@@ -17,32 +18,48 @@ namespace offbrand {
 
 namespace {
 
-// Enriched actors seen in this request: a feed page usually has one or two
-// authors, so a short list beats a map.
-class ActorCache {
- public:
-  explicit ActorCache(const Txn& txn) : txn_(txn) {}
-  // The {id, username, gravatar} JSON of `user_id`; "" when the user is
-  // gone (the activity then shows the plain "SU:<id>" reference).
-  std::string_view Get(uint64_t user_id) {
-    for (const auto& [id, json] : actors_) {
-      if (id == user_id) return json;
-    }
-    std::string json;
-    Result<User> user = LoadUser(txn_, user_id);
-    if (user.ok()) {
-      JsonOut out;
-      WriteActorJson(out, *user);
-      json = out.str();
-    }
-    actors_.emplace_back(user_id, std::move(json));
-    return actors_.back().second;
-  }
-
- private:
-  const Txn& txn_;
-  std::vector<std::pair<uint64_t, std::string>> actors_;
+// Per-thread memo of actor serializations (feeds.h).
+struct ActorMemoEntry {
+  uint64_t id = 0;
+  std::string username;
+  std::string email;
+  std::string json;
 };
+struct ActorMemo {
+  ActorMemoEntry entries[ActorCache::kActorMemoEntries];
+  size_t next = 0;  // the entry to overwrite on a miss (the oldest)
+};
+
+}  // namespace
+
+std::string ActorCache::ActorJson(const User& user) {
+  thread_local ActorMemo memo;
+  for (const ActorMemoEntry& e : memo.entries) {
+    if (e.id == user.id && e.id != 0 && e.username == user.username && e.email == user.email) {
+      return e.json;
+    }
+  }
+  JsonOut out;
+  WriteActorJson(out, user);
+  ActorMemoEntry& e = memo.entries[memo.next];
+  memo.next = (memo.next + 1) % kActorMemoEntries;
+  e.id = user.id;
+  e.username = user.username;
+  e.email = user.email;
+  e.json = out.Release();
+  return e.json;
+}
+
+std::string_view ActorCache::Get(uint64_t user_id) {
+  for (const auto& [id, json] : actors_) {
+    if (id == user_id) return json;
+  }
+  Result<User> user = LoadUser(txn_, user_id);
+  actors_.emplace_back(user_id, user.ok() ? ActorJson(*user) : std::string());
+  return actors_.back().second;
+}
+
+namespace {
 
 void WriteStreamId(JsonOut& out, const std::string& stream_id) {
   out.Field("id", stream_id, /*null_if_empty=*/true);
@@ -50,8 +67,8 @@ void WriteStreamId(JsonOut& out, const std::string& stream_id) {
 
 // Writes {"items":[...],"next":...}; `scan` fills the array and *next.
 template <typename Scan>
-Status SendFeedPage(RequestContext& ctx, Scan&& scan) {
-  JsonOut out;
+Status SendFeedPage(RequestContext& ctx, int limit, Scan&& scan) {
+  JsonOut out(FeedPageBytesHint(limit));
   out.BeginObject().Key("items").BeginArray();
   uint64_t next = 0;
   if (Status s = scan(out, &next); !s.ok()) return s;
@@ -62,7 +79,7 @@ Status SendFeedPage(RequestContext& ctx, Scan&& scan) {
     out.Null();
   }
   out.EndObject();
-  ctx.SendJson(200, out.str());
+  SendJsonOut(ctx, 200, out);
   return Status::Ok();
 }
 
@@ -78,18 +95,16 @@ Status UserFeed(RequestContext& ctx) {
   const Txn& txn = **txn_or;
   Result<User> user = FindUserByName(txn, ctx.Match(1));
   if (!user.ok()) return user.status();
-  JsonOut actor_out;
-  WriteActorJson(actor_out, *user);
-  const std::string actor = actor_out.str();
+  const std::string actor = ActorCache::ActorJson(*user);
   const std::string prefix = U64Key(user->id);
 
   Collection c;  // reused: decoding assigns into its strings' capacity
-  return SendFeedPage(ctx, [&](JsonOut& out, uint64_t* next) {
+  return SendFeedPage(ctx, limit, [&](JsonOut& out, uint64_t* next) {
     return ScanNewestFirst(
         txn, Db::kCollectionsByAuthor, prefix, before, limit, next,
         [&](uint64_t id, std::string_view) -> Status {
           std::string_view row;
-          Status s = txn.Get(Db::kCollections, U64Key(id), &row);
+          Status s = txn.Get(Db::kCollections, PageIdKey(id), &row);
           if (s.IsNotFound()) return Status::Ok();  // index without row: `offbrand check` reports it
           if (!s.ok()) return s;
           if (!DecodeCollection(row, &c)) {
@@ -122,12 +137,12 @@ Status CollectionFeed(RequestContext& ctx) {
 
   ActorCache actors(txn);
   Item item;  // reused across rows
-  return SendFeedPage(ctx, [&](JsonOut& out, uint64_t* next) {
+  return SendFeedPage(ctx, limit, [&](JsonOut& out, uint64_t* next) {
     return ScanNewestFirst(
         txn, Db::kItemsByCollection, prefix, before, limit, next,
         [&](uint64_t id, std::string_view) -> Status {
           std::string_view row;
-          Status s = txn.Get(Db::kItems, U64Key(id), &row);
+          Status s = txn.Get(Db::kItems, PageIdKey(id), &row);
           if (s.IsNotFound()) return Status::Ok();
           if (!s.ok()) return s;
           if (!DecodeItem(row, &item)) {

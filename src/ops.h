@@ -13,7 +13,7 @@
 
 namespace offbrand {
 
-constexpr uint64_t kSchemaVersion = 1;
+constexpr uint64_t kSchemaVersion = 2;
 
 // Writes kSchemaVersion into a new store; migrates an older one step by step;
 // refuses (kUnavailable, "data dir <dir> has schema N, this offbrand supports

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "follows.h"
 #include "offbrand/log.h"
 #include "ops.h"
 
@@ -35,10 +36,15 @@ struct MigrationStep {
 // every later migration.
 Status MigrateV0ToV1(WriteTxn&) { return Status::Ok(); }
 
+// v1 -> v2: the follow counters and feed heads (follows.h), derived from the
+// follow rows and the id indexes.
+Status MigrateV1ToV2(WriteTxn& txn) { return RebuildFollowIndexesInTxn(txn); }
+
 // The steps in order; steps[i].from == i. Add a step here (and bump
 // kSchemaVersion in ops.h) whenever the stored layout changes.
 constexpr MigrationStep kMigrationSteps[] = {
     {0, "stamp the schema version of a store written before versions existed", MigrateV0ToV1},
+    {1, "derive follow counts and feed heads", MigrateV1ToV2},
 };
 static_assert(sizeof(kMigrationSteps) / sizeof(kMigrationSteps[0]) == kSchemaVersion,
               "one migration step per schema version");
