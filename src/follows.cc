@@ -685,7 +685,9 @@ Status FeedPageParams(RequestContext& ctx, int* limit, uint64_t* below) {
   return PageBefore(cursor, below);
 }
 
-void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last) {
+// Closes the page, keeps it in `cache` and sends it.
+void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last,
+                FeedPageCache& cache, const std::string& key, uint64_t snapshot) {
   out.EndArray().Key("next");
   if (more) {
     out.String(EncodeCursor(last));
@@ -693,7 +695,18 @@ void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last) {
     out.Null();
   }
   out.EndObject();
-  SendJsonOut(ctx, 200, out);
+  auto body = std::make_shared<const std::string>(out.Release());
+  cache.Insert(key, snapshot, body);
+  SendCachedJson(ctx, *body);
+}
+
+// Sends the page `key` of this snapshot when `cache` has it.
+bool SendFromCache(RequestContext& ctx, FeedPageCache& cache, const std::string& key,
+                   uint64_t snapshot) {
+  auto body = cache.Find(key, snapshot);
+  if (body == nullptr) return false;
+  SendCachedJson(ctx, *body);
+  return true;
 }
 
 // Reads and decodes a row into *row (reused across calls, so its strings
@@ -708,7 +721,7 @@ Status LoadRow(RowReader& rows, uint64_t id, Row* row, Decode decode) {
 }
 
 // GET /feeds/timeline: items of every collection the viewer follows.
-Status TimelineFeed(RequestContext& ctx) {
+Status TimelineFeed(RequestContext& ctx, FeedPageCache& cache) {
   Status s = ctx.RequireLogin();
   if (!s.ok()) return s;
   int limit = 0;
@@ -718,6 +731,10 @@ Status TimelineFeed(RequestContext& ctx) {
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();
   const Txn& txn = **rtxn;
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key =
+      FeedPageKey('t', std::to_string(ctx.viewer()->user.id), limit, below);
+  if (SendFromCache(ctx, cache, key, snapshot)) return Status::Ok();
 
   // Collections are loaded when their first item is shown.
   std::unordered_map<uint64_t, Collection> collections;
@@ -752,13 +769,13 @@ Status TimelineFeed(RequestContext& ctx) {
     return true;
   });
   if (!failure.ok()) return failure;
-  FinishFeed(ctx, out, more, last);
+  FinishFeed(ctx, out, more, last, cache, key, snapshot);
   return Status::Ok();
 }
 
 // GET /feeds/notifications: collections created by the users the viewer
 // follows, themselves included.
-Status NotificationsFeed(RequestContext& ctx) {
+Status NotificationsFeed(RequestContext& ctx, FeedPageCache& cache) {
   Status s = ctx.RequireLogin();
   if (!s.ok()) return s;
   int limit = 0;
@@ -768,6 +785,10 @@ Status NotificationsFeed(RequestContext& ctx) {
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();
   const Txn& txn = **rtxn;
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key =
+      FeedPageKey('n', std::to_string(ctx.viewer()->user.id), limit, below);
+  if (SendFromCache(ctx, cache, key, snapshot)) return Status::Ok();
 
   ActorCache actors(txn);
   RowReader collection_rows(txn, Db::kCollections);
@@ -789,7 +810,7 @@ Status NotificationsFeed(RequestContext& ctx) {
     return true;
   });
   if (!failure.ok()) return failure;
-  FinishFeed(ctx, out, more, last);
+  FinishFeed(ctx, out, more, last, cache, key, snapshot);
   return Status::Ok();
 }
 
@@ -823,6 +844,13 @@ Status StreamCredentials(RequestContext& ctx) {
 }  // namespace
 
 void RegisterFollowRoutes(HttpServer& server) {
+  // The feeds first: cpp-httplib tries patterns in order (app.cc). One page
+  // cache per server, so per store (snapshot ids are per environment).
+  auto cache = std::make_shared<FeedPageCache>();
+  server.Route("GET", ApiPath("/feeds/timeline"), "feeds.timeline",
+               [cache](RequestContext& ctx) { return TimelineFeed(ctx, *cache); });
+  server.Route("GET", ApiPath("/feeds/notifications"), "feeds.notifications",
+               [cache](RequestContext& ctx) { return NotificationsFeed(ctx, *cache); });
   server.Route("PUT", ApiPath(kUserPath, "/follow"), "users.follow",
                [](RequestContext& ctx) { return ChangeUserFollow(ctx, true); });
   server.Route("DELETE", ApiPath(kUserPath, "/follow"), "users.unfollow",
@@ -837,9 +865,6 @@ void RegisterFollowRoutes(HttpServer& server) {
                [](RequestContext& ctx) { return ChangeCollectionFollow(ctx, false); });
   server.Route("GET", ApiPath(kCollectionPath, "/followers"), "collections.followers",
                ListCollectionFollowers);
-  server.Route("GET", ApiPath("/feeds/timeline"), "feeds.timeline", TimelineFeed);
-  server.Route("GET", ApiPath("/feeds/notifications"), "feeds.notifications",
-               NotificationsFeed);
   server.Route("GET", ApiPath("/stream/credentials"), "stream.credentials", StreamCredentials);
 }
 

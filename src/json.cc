@@ -141,40 +141,6 @@ struct EscapeTable {
 };
 constexpr EscapeTable kEscape;
 
-// True when one of the 8 bytes of `w` is below 0x20, '"' or '\\' (the
-// classic "has a byte less than n" and "has a zero byte" tricks).
-inline bool WordNeedsEscape(uint64_t w) {
-  constexpr uint64_t kOnes = 0x0101010101010101ull;
-  constexpr uint64_t kHighs = 0x8080808080808080ull;
-  const uint64_t control = (w - kOnes * 0x20) & ~w;
-  const uint64_t q = w ^ (kOnes * '"');
-  const uint64_t quote = (q - kOnes) & ~q;
-  const uint64_t b = w ^ (kOnes * '\\');
-  const uint64_t backslash = (b - kOnes) & ~b;
-  return ((control | quote | backslash) & kHighs) != 0;
-}
-
-// The n < 8 bytes at p in the low bytes of a word (little-endian order, as
-// memcpy would load them), the rest 'a'; built in registers, so no store to
-// load forwarding stall.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "SmallWord assumes little-endian");
-inline uint64_t SmallWord(const char* p, size_t n) {
-  uint64_t w;
-  if (n >= 4) {
-    uint32_t lo;
-    uint32_t hi;
-    std::memcpy(&lo, p, 4);
-    std::memcpy(&hi, p + n - 4, 4);  // overlaps lo by 8 - n bytes: same bytes
-    w = uint64_t{lo} | (uint64_t{hi} << (8 * (n - 4)));
-  } else {
-    w = static_cast<unsigned char>(p[0]);
-    if (n > 1) w |= uint64_t{static_cast<unsigned char>(p[1])} << 8;
-    if (n > 2) w |= uint64_t{static_cast<unsigned char>(p[2])} << 16;
-  }
-  const uint64_t keep = (uint64_t{1} << (8 * n)) - 1;  // n < 8
-  return (w & keep) | (0x6161616161616161ull & ~keep);
-}
-
 }  // namespace
 
 void JsonOut::Grow(size_t n) {
@@ -186,7 +152,7 @@ void JsonOut::Grow(size_t n) {
   cap_ = cap;
 }
 
-void JsonOut::AppendQuoted(std::string_view s, char suffix) {
+void JsonOut::AppendQuotedSlow(std::string_view s, char suffix) {
   // Worst case: a comma, quotes, the suffix and every byte as \u00XX; plus
   // slack for the 8-byte stores below, which may run 7 bytes past the text.
   char* out = Reserve(s.size() * 6 + 16);
@@ -202,20 +168,20 @@ void JsonOut::AppendQuoted(std::string_view s, char suffix) {
     for (; i + 8 <= n; i += 8) {
       uint64_t w;
       std::memcpy(&w, p + i, 8);
-      if (WordNeedsEscape(w)) break;
+      if (json_internal::WordNeedsEscape(w)) break;
       std::memcpy(out + i, &w, 8);
     }
     if (i + 8 > n && i < n) {
       uint64_t w;
       std::memcpy(&w, p + n - 8, 8);
-      if (!WordNeedsEscape(w)) {
+      if (!json_internal::WordNeedsEscape(w)) {
         std::memcpy(out + n - 8, &w, 8);
         i = n;
       }
     }
   } else if (n > 0) {
-    const uint64_t w = SmallWord(p, n);
-    if (!WordNeedsEscape(w)) {
+    const uint64_t w = json_internal::SmallWord(p, n);
+    if (!json_internal::WordNeedsEscape(w)) {
       std::memcpy(out, &w, 8);
       i = n;
     }

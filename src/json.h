@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -50,6 +51,45 @@ class RequestJson {
   };
   std::map<std::string, Field, std::less<>> fields_;
 };
+
+namespace json_internal {
+
+// True when one of the 8 bytes of `w` is below 0x20, '"' or '\\' (the
+// classic "has a byte less than n" and "has a zero byte" tricks; false
+// positives are possible, false negatives are not).
+inline bool WordNeedsEscape(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull;
+  constexpr uint64_t kHighs = 0x8080808080808080ull;
+  const uint64_t control = (w - kOnes * 0x20) & ~w;
+  const uint64_t q = w ^ (kOnes * '"');
+  const uint64_t quote = (q - kOnes) & ~q;
+  const uint64_t b = w ^ (kOnes * '\\');
+  const uint64_t backslash = (b - kOnes) & ~b;
+  return ((control | quote | backslash) & kHighs) != 0;
+}
+
+// The 0 < n < 8 bytes at p in the low bytes of a word (the order memcpy
+// loads them in on a little-endian machine), the rest 'a'; built in
+// registers, so no store-to-load forwarding stall.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "SmallWord assumes little-endian");
+inline uint64_t SmallWord(const char* p, size_t n) {
+  uint64_t w;
+  if (n >= 4) {
+    uint32_t lo;
+    uint32_t hi;
+    std::memcpy(&lo, p, 4);
+    std::memcpy(&hi, p + n - 4, 4);  // overlaps lo by 8 - n bytes: the same bytes
+    w = uint64_t{lo} | (uint64_t{hi} << (8 * (n - 4)));
+  } else {
+    w = static_cast<unsigned char>(p[0]);
+    if (n > 1) w |= uint64_t{static_cast<unsigned char>(p[1])} << 8;
+    if (n > 2) w |= uint64_t{static_cast<unsigned char>(p[2])} << 16;
+  }
+  const uint64_t keep = (uint64_t{1} << (8 * n)) - 1;
+  return (w & keep) | (0x6161616161616161ull & ~keep);
+}
+
+}  // namespace json_internal
 
 // Streaming JSON writer into one std::string, for responses and outbox
 // bodies. Output is byte-for-byte what RapidJSON's Writer<StringBuffer>
@@ -132,8 +172,27 @@ class JsonOut {
   }
   JsonOut& Close(char c);
   JsonOut& Literal(std::string_view text);
-  // Appends [,]"s" escaped, then `suffix` unless it is 0.
-  void AppendQuoted(std::string_view s, char suffix);
+  // Appends [,]"s" escaped, then `suffix` unless it is 0. Short strings
+  // that need no escape (most keys) take the inline path.
+  void AppendQuoted(std::string_view s, char suffix) {
+    const size_t n = s.size();
+    if (n - 1 < 7 && cap_ - len_ >= 16) {  // 1 <= n <= 7, room for the 8-byte store
+      const uint64_t w = json_internal::SmallWord(s.data(), n);
+      if (!json_internal::WordNeedsEscape(w)) {
+        char* out = buf_.get() + len_;
+        if (comma_) *out++ = ',';
+        *out++ = '"';
+        std::memcpy(out, &w, 8);
+        out += n;
+        *out++ = '"';
+        if (suffix != 0) *out++ = suffix;
+        len_ = static_cast<size_t>(out - buf_.get());
+        return;
+      }
+    }
+    AppendQuotedSlow(s, suffix);
+  }
+  void AppendQuotedSlow(std::string_view s, char suffix);
 
   // The first len_ of cap_ bytes are the text; room is reserved ahead of
   // each write, so writes need no per-byte capacity checks.
