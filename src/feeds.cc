@@ -59,15 +59,72 @@ std::string_view ActorCache::Get(uint64_t user_id) {
   return actors_.back().second;
 }
 
+// ---- FeedPageCache ------------------------------------------------------------
+
+std::shared_ptr<const std::string> FeedPageCache::Find(const std::string& key, uint64_t snapshot) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot != snapshot_) return nullptr;
+  auto it = entries_.find(key);
+  return it == entries_.end() ? nullptr : it->second;
+}
+
+void FeedPageCache::Insert(const std::string& key, uint64_t snapshot,
+                           std::shared_ptr<const std::string> body) {
+  if (body == nullptr || body->size() > kEntryBytesMax) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (snapshot < snapshot_) return;
+  if (snapshot > snapshot_) {
+    entries_.clear();
+    order_.clear();
+    bytes_ = 0;
+    snapshot_ = snapshot;
+  }
+  if (entries_.count(key) != 0) return;
+  while (!order_.empty() && bytes_ + body->size() > kCacheBytesMax) {
+    auto oldest = entries_.find(order_.front());
+    bytes_ -= oldest->second->size();
+    entries_.erase(oldest);
+    order_.pop_front();
+  }
+  bytes_ += body->size();
+  order_.push_back(key);
+  entries_.emplace(key, std::move(body));
+}
+
+size_t FeedPageCache::entries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
+size_t FeedPageCache::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+
+uint64_t SnapshotId(const Txn& txn) { return mdb_txn_id(txn.raw()); }
+
+std::string FeedPageKey(char route, std::string_view subject, int limit, uint64_t before) {
+  std::string key(1, route);
+  key += '|';
+  key += subject;
+  key += '|';
+  key += std::to_string(limit);
+  key += '|';
+  key += std::to_string(before);
+  return key;
+}
+
 namespace {
 
 void WriteStreamId(JsonOut& out, const std::string& stream_id) {
   out.Field("id", stream_id, /*null_if_empty=*/true);
 }
 
-// Writes {"items":[...],"next":...}; `scan` fills the array and *next.
+// Writes {"items":[...],"next":...}; `scan` fills the array and *next. The
+// page is kept in `cache` as `key` of `snapshot`.
 template <typename Scan>
-Status SendFeedPage(RequestContext& ctx, int limit, Scan&& scan) {
+Status SendFeedPage(RequestContext& ctx, FeedPageCache& cache, const std::string& key,
+                    uint64_t snapshot, int limit, Scan&& scan) {
   JsonOut out(FeedPageBytesHint(limit));
   out.BeginObject().Key("items").BeginArray();
   uint64_t next = 0;
@@ -79,12 +136,14 @@ Status SendFeedPage(RequestContext& ctx, int limit, Scan&& scan) {
     out.Null();
   }
   out.EndObject();
-  SendJsonOut(ctx, 200, out);
+  auto body = std::make_shared<const std::string>(out.Release());
+  cache.Insert(key, snapshot, body);
+  SendCachedJson(ctx, *body);
   return Status::Ok();
 }
 
 // GET /feeds/user/<username>: the user's collection activities, newest first.
-Status UserFeed(RequestContext& ctx) {
+Status UserFeed(RequestContext& ctx, FeedPageCache& cache) {
   int limit = 0;
   std::string cursor;
   if (Status s = ctx.PageParams(&limit, &cursor); !s.ok()) return s;
@@ -93,13 +152,20 @@ Status UserFeed(RequestContext& ctx) {
   auto txn_or = ctx.svc.store->BeginRead();
   if (!txn_or.ok()) return txn_or.status();
   const Txn& txn = **txn_or;
-  Result<User> user = FindUserByName(txn, ctx.Match(1));
+  const std::string username = ctx.Match(1);
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key = FeedPageKey('u', username, limit, before);
+  if (auto body = cache.Find(key, snapshot)) {
+    SendCachedJson(ctx, *body);
+    return Status::Ok();
+  }
+  Result<User> user = FindUserByName(txn, username);
   if (!user.ok()) return user.status();
   const std::string actor = ActorCache::ActorJson(*user);
   const std::string prefix = U64Key(user->id);
 
   Collection c;  // reused: decoding assigns into its strings' capacity
-  return SendFeedPage(ctx, limit, [&](JsonOut& out, uint64_t* next) {
+  return SendFeedPage(ctx, cache, key, snapshot, limit, [&](JsonOut& out, uint64_t* next) {
     return ScanNewestFirst(
         txn, Db::kCollectionsByAuthor, prefix, before, limit, next,
         [&](uint64_t id, std::string_view) -> Status {
@@ -120,7 +186,7 @@ Status UserFeed(RequestContext& ctx) {
 }
 
 // GET /feeds/collection/<id>: the collection's link activities, newest first.
-Status CollectionFeed(RequestContext& ctx) {
+Status CollectionFeed(RequestContext& ctx, FeedPageCache& cache) {
   Result<uint64_t> cid = ctx.IdParam(1);
   if (!cid.ok()) return cid.status();
   int limit = 0;
@@ -131,13 +197,19 @@ Status CollectionFeed(RequestContext& ctx) {
   auto txn_or = ctx.svc.store->BeginRead();
   if (!txn_or.ok()) return txn_or.status();
   const Txn& txn = **txn_or;
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key = FeedPageKey('c', std::to_string(*cid), limit, before);
+  if (auto body = cache.Find(key, snapshot)) {
+    SendCachedJson(ctx, *body);
+    return Status::Ok();
+  }
   Result<Collection> c = LoadCollection(txn, *cid);
   if (!c.ok()) return c.status();
   const std::string prefix = U64Key(c->id);
 
   ActorCache actors(txn);
   Item item;  // reused across rows
-  return SendFeedPage(ctx, limit, [&](JsonOut& out, uint64_t* next) {
+  return SendFeedPage(ctx, cache, key, snapshot, limit, [&](JsonOut& out, uint64_t* next) {
     return ScanNewestFirst(
         txn, Db::kItemsByCollection, prefix, before, limit, next,
         [&](uint64_t id, std::string_view) -> Status {
@@ -160,8 +232,13 @@ Status CollectionFeed(RequestContext& ctx) {
 }  // namespace
 
 void RegisterFeedRoutes(HttpServer& server) {
-  server.Route("GET", "/api/v1/feeds/user/([^/]+)", "feeds.user", UserFeed);
-  server.Route("GET", "/api/v1/feeds/collection/([^/]+)", "feeds.collection", CollectionFeed);
+  // One cache per server, so per store: snapshot ids are only comparable
+  // within one LMDB environment.
+  auto cache = std::make_shared<FeedPageCache>();
+  server.Route("GET", "/api/v1/feeds/user/([^/]+)", "feeds.user",
+               [cache](RequestContext& ctx) { return UserFeed(ctx, *cache); });
+  server.Route("GET", "/api/v1/feeds/collection/([^/]+)", "feeds.collection",
+               [cache](RequestContext& ctx) { return CollectionFeed(ctx, *cache); });
 }
 
 }  // namespace offbrand

@@ -70,6 +70,14 @@ inline void SendJsonOut(RequestContext& ctx, int status, JsonOut& out) {
   ctx.res.set_header("Content-Type", "application/json");
 }
 
+// Sends a finished JSON body kept elsewhere (a copy goes into the response).
+inline void SendCachedJson(RequestContext& ctx, const std::string& body) {
+  ctx.res.status = 200;
+  ctx.res.body = body;
+  if (!ctx.res.headers.empty()) ctx.res.headers.erase("Content-Type");
+  ctx.res.set_header("Content-Type", "application/json");
+}
+
 // The exclusive upper bound of a page: every id when `cursor` is empty, else
 // the ids below the last id of the previous page. 422 for a bad cursor.
 inline Status PageBefore(const std::string& cursor, uint64_t* before) {
