@@ -376,6 +376,94 @@ Status RebuildFollowIndexesInTxn(WriteTxn& txn) {
   return Status::Ok();
 }
 
+uint64_t CheckFollowIndexes(const Txn& txn,
+                            const std::function<void(const std::string&)>& problem) {
+  uint64_t problems = 0;
+  auto report = [&](const std::string& text) {
+    ++problems;
+    problem(text);
+  };
+  auto id = [](uint64_t v) { return std::to_string(v); };
+  // Counters against the rows they count.
+  for (Db db : {Db::kFollows, Db::kFollowers, Db::kCollectionFollows, Db::kCollectionFollowers}) {
+    std::unordered_map<uint64_t, uint64_t> rows;
+    Cursor c = txn.OpenCursor(db);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      if (c.key().size() == 16) ++rows[GetU64BE(c.key())];
+    }
+    for (const auto& [first, n] : rows) {
+      const uint64_t counted = RowCount(txn, db, first);
+      if (counted != n) {
+        report(std::string("follow_counts: ") + DbName(db) + " of " + id(first) + " says " +
+               id(counted) + ", there are " + id(n) + " rows");
+      }
+    }
+    Cursor counts = txn.OpenCursor(Db::kFollowCounts);
+    const char tag = static_cast<char>(db);
+    for (bool ok = counts.Seek(std::string_view(&tag, 1)); ok && counts.key()[0] == tag;
+         ok = counts.Next()) {
+      if (counts.key().size() != 9) {
+        report("follow_counts: malformed key");
+        continue;
+      }
+      if (rows.count(GetU64BE(counts.key().substr(1))) == 0) {
+        report(std::string("follow_counts: ") + DbName(db) + " of " +
+               id(GetU64BE(counts.key().substr(1))) + " counts rows that do not exist");
+      }
+    }
+  }
+  // Heads against the entries and the follows.
+  for (const FeedRelation* rel : {&kTimelineFeed, &kNotificationsFeed}) {
+    const std::string feed = rel == &kTimelineFeed ? "timeline" : "notifications";
+    std::unordered_map<uint64_t, uint64_t> newest;
+    {
+      Cursor c = txn.OpenCursor(rel->entries);
+      for (bool ok = c.First(); ok; ok = c.Next()) {
+        if (c.key().size() != 16) continue;
+        uint64_t& n = newest[GetU64BE(c.key())];
+        n = std::max(n, GetU64BE(c.key().substr(8)));
+      }
+    }
+    for (const auto& [source, n] : newest) {
+      const uint64_t head = SourceHead(txn, rel->feed, source);
+      if (head < n) {
+        report("feed_sources: " + feed + " head of " + id(source) + " is " + id(head) +
+               ", below its newest entry " + id(n) + " (entries would be hidden)");
+      }
+    }
+    Cursor follows = txn.OpenCursor(rel->follows);
+    for (bool ok = follows.First(); ok; ok = follows.Next()) {
+      if (follows.key().size() != 16) continue;
+      const uint64_t owner = GetU64BE(follows.key());
+      const uint64_t source = GetU64BE(follows.key().substr(8));
+      const uint64_t head = SourceHead(txn, rel->feed, source);
+      if (head != 0 && !txn.Has(Db::kFeedHeads, HeadKey(rel->feed, owner, head, source))) {
+        report("feed_heads: " + feed + " of " + id(owner) + " lacks source " + id(source));
+      }
+    }
+    Cursor heads = txn.OpenCursor(Db::kFeedHeads);
+    const char tag = static_cast<char>(rel->feed);
+    for (bool ok = heads.Seek(std::string_view(&tag, 1)); ok && heads.key()[0] == tag;
+         ok = heads.Next()) {
+      if (heads.key().size() != kHeadKeyBytes) {
+        report("feed_heads: malformed key");
+        continue;
+      }
+      const uint64_t owner = GetU64BE(heads.key().substr(1));
+      const uint64_t head = GetU64BE(heads.key().substr(kHeadPrefixBytes));
+      const uint64_t source = GetU64BE(heads.key().substr(kHeadPrefixBytes + 8));
+      if (!txn.Has(rel->follows, PairKey(owner, source))) {
+        report("feed_heads: " + feed + " of " + id(owner) + " names " + id(source) +
+               ", which it does not follow");
+      } else if (SourceHead(txn, rel->feed, source) != head) {
+        report("feed_heads: " + feed + " of " + id(owner) + " has head " + id(head) + " for " +
+               id(source) + ", the source's is " + id(SourceHead(txn, rel->feed, source)));
+      }
+    }
+  }
+  return problems;
+}
+
 uint64_t CollectionFollowerCount(const Txn& txn, uint64_t collection_id, uint64_t author_id) {
   uint64_t n = RowCount(txn, Db::kCollectionFollowers, collection_id);
   if (n > 0 && txn.Has(Db::kCollectionFollowers, PairKey(collection_id, author_id))) --n;

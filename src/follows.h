@@ -29,6 +29,8 @@
 #define OFFBRAND_FOLLOWS_H_
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "offbrand/config.h"
 #include "offbrand/status.h"
@@ -66,6 +68,14 @@ Status NoteCollectionCreatedInTxn(WriteTxn& txn, uint64_t author_id, uint64_t co
 // and the id indexes (the schema migration that introduced them). Replaces
 // whatever those databases held.
 Status RebuildFollowIndexesInTxn(WriteTxn& txn);
+
+// For `offbrand check`: compares the derived rows with what they derive
+// from. Every counter must equal its rows; every source with entries must
+// have a head no lower than its newest entry (higher is fine: entries may
+// have been deleted); every follow of a source with a head must have its
+// head row and every head row its follow and its source's head. Calls
+// problem(text) for each mismatch and returns how many there were.
+uint64_t CheckFollowIndexes(const Txn& txn, const std::function<void(const std::string&)>& problem);
 
 // Counts without self-follows; one lookup each.
 uint64_t CollectionFollowerCount(const Txn& txn, uint64_t collection_id, uint64_t author_id);
