@@ -61,8 +61,8 @@ constexpr size_t FeedPageBytesHint(int limit) {
   return 64 + static_cast<size_t>(limit > 0 ? limit : 0) * 512;
 }
 
-// Sends `out` as the JSON response, moving its text into the response
-// instead of copying it.
+// Sends `out` as the JSON response (its text is moved into the response,
+// not copied again as ctx.SendJson(out.str()) would).
 inline void SendJsonOut(RequestContext& ctx, int status, JsonOut& out) {
   ctx.res.status = status;
   ctx.res.body = out.Release();
