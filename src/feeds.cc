@@ -1,15 +1,19 @@
 // The offline feed reads of a user's collections and of a collection's links,
 // served from LMDB in one read transaction, with the activities rebuilt from
 // the rows by the same writers that build the outbox bodies (activity_json.h)
-// and the actor enriched like Stream's enriched reads. The timeline and
-// notifications feeds live with the follows.
+// and the actor enriched like Stream's enriched reads; plus the shared
+// ActorCache and FeedPageCache (feeds.h). The timeline and notifications
+// feeds live with the follows.
+#include "feeds.h"
+
+#include <lmdb.h>
+
+#include <memory>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "activity_json.h"
 #include "collections.h"
-#include "feeds.h"
 #include "http_server.h"
 #include "page_scan.h"
 #include "users_db.h"

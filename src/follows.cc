@@ -11,7 +11,7 @@
 
 #include <algorithm>
 #include <limits>
-#include <optional>
+#include <memory>
 #include <queue>
 #include <string>
 #include <unordered_map>
