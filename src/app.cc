@@ -128,12 +128,14 @@ Result<std::unique_ptr<App>> App::Open(Config config) {
   svc.clock = &SystemClock::Instance();
 
   app->server_ = std::make_unique<HttpServer>(svc);
+  // cpp-httplib tries a method's patterns in registration order, so the
+  // feed reads, every page's requests, go first (no two patterns overlap).
+  RegisterFeedRoutes(*app->server_);
+  RegisterFollowRoutes(*app->server_);
   RegisterOpsRoutes(*app->server_);
   RegisterAuthRoutes(*app->server_);
   RegisterUserRoutes(*app->server_);
   RegisterCollectionRoutes(*app->server_);
-  RegisterFeedRoutes(*app->server_);
-  RegisterFollowRoutes(*app->server_);
   RegisterSyncRoutes(*app->server_);
   s = app->server_->Bind(cfg.listen_host, cfg.listen_port);
   if (!s.ok()) return s;

@@ -16,6 +16,7 @@
 #include "collections.h"
 #include "offbrand/model.h"
 #include "offbrand/outbox.h"
+#include "follows.h"
 #include "ops.h"
 
 namespace offbrand {
@@ -65,6 +66,7 @@ class Checker {
     CheckItemUrls();
     CheckFollowPairs(Db::kFollows, Db::kFollowers, /*to_collection=*/false);
     CheckFollowPairs(Db::kCollectionFollows, Db::kCollectionFollowers, /*to_collection=*/true);
+    CheckFollowIndexes(txn_, [this](const std::string& p) { Problem("%s", p.c_str()); });
     CheckOutbox(Db::kOutbox);
     CheckOutbox(Db::kDead);
     CheckCounters();

@@ -422,6 +422,7 @@ Status CreateCollection(RequestContext& ctx) {
     if (Status s = txn.Put(Db::kCollectionsByAuthor, U64PairKey(c.author_id, c.id), {}); !s.ok()) {
       return s;
     }
+    if (Status s = NoteCollectionCreatedInTxn(txn, c.author_id, c.id); !s.ok()) return s;
     if (Status s = FollowCollectionInTxn(txn, config, c.author_id, c.id); !s.ok()) return s;
     if (Status s = EnqueueActivity(txn, OutboxOp::kActivityAdd, config.feed_user, c.author_id,
                                    CollectionForeignId(c.id), c.created_us,
@@ -595,6 +596,7 @@ Status CreateItem(RequestContext& ctx) {
     if (Status s = txn.Put(Db::kItemsByCollection, U64PairKey(c.id, item.id), {}); !s.ok()) {
       return s;
     }
+    if (Status s = NoteItemAddedInTxn(txn, c.id, item.id); !s.ok()) return s;
     if (Status s = txn.Put(Db::kItemUrls, ItemUrlKey(c.id, item.url, item.id), {}); !s.ok()) {
       return s;
     }

@@ -1,20 +1,17 @@
-// Follows: the follow rows in both directions, the outbox records they imply,
-// the follower lists, the offline Timeline and Notifications feeds and the
-// browser's Stream credentials.
+// Follows: the follow rows in both directions, their counters and the feed
+// heads (follows.h), the outbox records they imply, the follower lists, the
+// offline Timeline and Notifications feeds and the browser's Stream
+// credentials.
 //
 // Rows: a user->user follow is kFollows[(follower, followed)] and
 // kFollowers[(followed, follower)]; a user->collection follow is
 // kCollectionFollows[(user, cid)] and kCollectionFollowers[(cid, user)]. Every
 // row's value is the u64 creation time in ms.
-//
-// Feeds are k-way merges read in one snapshot: one cursor per followed
-// collection (or followed author) positioned by SeekLE at the page's upper
-// bound, a max-heap on the next id of each, newest first. Ids increase with
-// creation, so id order is time order and the last id is the page cursor.
 #include "follows.h"
 
+#include <algorithm>
 #include <limits>
-#include <optional>
+#include <memory>
 #include <queue>
 #include <string>
 #include <unordered_map>
@@ -23,11 +20,13 @@
 
 #include "activity_json.h"
 #include "collections.h"
+#include "feeds.h"
 #include "http_server.h"
 #include "jwt.h"
 #include "json.h"
 #include "offbrand/model.h"
 #include "offbrand/outbox.h"
+#include "page_scan.h"
 #include "users_db.h"
 
 namespace offbrand {
@@ -38,6 +37,98 @@ namespace {
 // feed on follow (CONTRACT.md: default 100, max 1000).
 constexpr int kActivityCopyLimit = 100;
 constexpr int kActorGravatarSize = 40;
+
+// ---- keys --------------------------------------------------------------------------
+
+// One merged feed: who follows what (`follows`: owner + source, `followers`:
+// source + owner) and where a source's entries are (`entries`: source + id).
+enum class Feed : uint8_t { kTimeline = 1, kNotifications = 2 };
+struct FeedRelation {
+  Feed feed;
+  Db follows;
+  Db followers;
+  Db entries;
+};
+constexpr FeedRelation kTimelineFeed{Feed::kTimeline, Db::kCollectionFollows,
+                                     Db::kCollectionFollowers, Db::kItemsByCollection};
+constexpr FeedRelation kNotificationsFeed{Feed::kNotifications, Db::kFollows, Db::kFollowers,
+                                          Db::kCollectionsByAuthor};
+
+// A key of one tag byte and big-endian u64s, built on the stack.
+template <size_t kWords>
+class TagKey {
+ public:
+  TagKey(uint8_t tag, std::initializer_list<uint64_t> words) {
+    bytes_[0] = static_cast<char>(tag);
+    size_t at = 1;
+    for (uint64_t w : words) {
+      for (int i = 7; i >= 0; --i) bytes_[at++] = static_cast<char>(w >> (8 * i));
+    }
+  }
+  std::string_view view() const { return std::string_view(bytes_, sizeof(bytes_)); }
+  operator std::string_view() const { return view(); }
+
+ private:
+  char bytes_[1 + 8 * kWords];
+};
+
+// (a, b) as a 16-byte key on the stack.
+class PairKey {
+ public:
+  PairKey(uint64_t a, uint64_t b) {
+    for (int i = 0; i < 8; ++i) {
+      bytes_[i] = static_cast<char>(a >> (8 * (7 - i)));
+      bytes_[8 + i] = static_cast<char>(b >> (8 * (7 - i)));
+    }
+  }
+  operator std::string_view() const { return std::string_view(bytes_, sizeof(bytes_)); }
+
+ private:
+  char bytes_[16];
+};
+
+constexpr size_t kHeadPrefixBytes = 9;   // feed + owner
+constexpr size_t kHeadKeyBytes = 25;     // feed + owner + head + source
+
+TagKey<3> HeadKey(Feed feed, uint64_t owner, uint64_t head, uint64_t source) {
+  return TagKey<3>(static_cast<uint8_t>(feed), {owner, head, source});
+}
+TagKey<1> SourceKey(Feed feed, uint64_t source) {
+  return TagKey<1>(static_cast<uint8_t>(feed), {source});
+}
+TagKey<1> CountKey(Db index, uint64_t first) {
+  return TagKey<1>(static_cast<uint8_t>(index), {first});
+}
+
+uint64_t U64Value(const Txn& txn, Db db, std::string_view key) {
+  std::string_view v;
+  if (!txn.Get(db, key, &v).ok() || v.size() != 8) return 0;
+  return GetU64BE(v);
+}
+
+// The head of `source` in `feed`, 0 when it never had an entry.
+uint64_t SourceHead(const Txn& txn, Feed feed, uint64_t source) {
+  return U64Value(txn, Db::kFeedSources, SourceKey(feed, source));
+}
+
+// Rows under `first` in the follow index `db`, self-follows included.
+uint64_t RowCount(const Txn& txn, Db db, uint64_t first) {
+  return U64Value(txn, Db::kFollowCounts, CountKey(db, first));
+}
+
+Status AddToCount(WriteTxn& txn, Db db, uint64_t first, int delta) {
+  const TagKey<1> key = CountKey(db, first);
+  const uint64_t n = U64Value(txn, Db::kFollowCounts, key);
+  if (delta < 0 && n == 0) return Status::Internal(std::string(DbName(db)) + " count below zero");
+  const uint64_t next = delta < 0 ? n - 1 : n + 1;
+  if (next == 0) {
+    Status s = txn.Del(Db::kFollowCounts, key);
+    return s.IsNotFound() ? Status::Ok() : s;
+  }
+  return txn.Put(Db::kFollowCounts, key, U64Key(next));
+}
+
+// ---- edges ---------------------------------------------------------------------------
 
 std::string FeedRef(std::string_view group, uint64_t id) {
   std::string s(group);
@@ -59,35 +150,75 @@ Status QueueFollow(WriteTxn& txn, OutboxOp op, const std::string& group, uint64_
     JsonOut body;
     body.BeginObject().Field("target", target).Key("activity_copy_limit").Int(kActivityCopyLimit);
     body.EndObject();
-    rec.body = body.str();
+    rec.body = body.Release();
   }
   return EnqueueOutbox(txn, &rec);
 }
 
-// Writes both directions of an edge; *added is false when it already existed.
-Status PutEdge(WriteTxn& txn, Db forward, Db reverse, uint64_t a, uint64_t b, bool* added) {
+// Writes both rows of owner -> source, its counts and its feed head;
+// *added is false when it already existed.
+Status PutEdge(WriteTxn& txn, const FeedRelation& rel, uint64_t owner, uint64_t source,
+               bool* added) {
   *added = false;
-  const std::string key = U64PairKey(a, b);
-  if (txn.Has(forward, key)) return Status::Ok();
+  if (txn.Has(rel.follows, PairKey(owner, source))) return Status::Ok();
   const std::string created = U64Key(static_cast<uint64_t>(txn.now_ms()));
-  Status s = txn.Put(forward, key, created);
-  if (!s.ok()) return s;
-  s = txn.Put(reverse, U64PairKey(b, a), created);
-  if (!s.ok()) return s;
+  if (Status s = txn.Put(rel.follows, PairKey(owner, source), created); !s.ok()) return s;
+  if (Status s = txn.Put(rel.followers, PairKey(source, owner), created); !s.ok()) return s;
+  if (Status s = AddToCount(txn, rel.follows, owner, +1); !s.ok()) return s;
+  if (Status s = AddToCount(txn, rel.followers, source, +1); !s.ok()) return s;
+  if (const uint64_t head = SourceHead(txn, rel.feed, source); head != 0) {
+    if (Status s = txn.Put(Db::kFeedHeads, HeadKey(rel.feed, owner, head, source), {}); !s.ok()) {
+      return s;
+    }
+  }
   *added = true;
   return Status::Ok();
 }
 
-// Deletes both directions of an edge; *removed is false when there was none.
-Status DelEdge(WriteTxn& txn, Db forward, Db reverse, uint64_t a, uint64_t b, bool* removed) {
+// Deletes what PutEdge writes; *removed is false when there was no edge.
+Status DelEdge(WriteTxn& txn, const FeedRelation& rel, uint64_t owner, uint64_t source,
+               bool* removed) {
   *removed = false;
-  Status s = txn.Del(forward, U64PairKey(a, b));
+  Status s = txn.Del(rel.follows, PairKey(owner, source));
   if (s.IsNotFound()) return Status::Ok();
   if (!s.ok()) return s;
-  s = txn.Del(reverse, U64PairKey(b, a));
+  s = txn.Del(rel.followers, PairKey(source, owner));
   if (!s.ok() && !s.IsNotFound()) return s;
+  if (s = AddToCount(txn, rel.follows, owner, -1); !s.ok()) return s;
+  if (s = AddToCount(txn, rel.followers, source, -1); !s.ok()) return s;
+  if (const uint64_t head = SourceHead(txn, rel.feed, source); head != 0) {
+    s = txn.Del(Db::kFeedHeads, HeadKey(rel.feed, owner, head, source));
+    if (!s.ok() && !s.IsNotFound()) return s;
+  }
   *removed = true;
   return Status::Ok();
+}
+
+// Raises the head of `source` to `head` and moves every follower's head row.
+Status RaiseSourceHead(WriteTxn& txn, const FeedRelation& rel, uint64_t source, uint64_t head) {
+  const uint64_t old = SourceHead(txn, rel.feed, source);
+  if (head <= old) return Status::Ok();  // ids only grow; nothing to raise
+  if (Status s = txn.Put(Db::kFeedSources, SourceKey(rel.feed, source), U64Key(head)); !s.ok()) {
+    return s;
+  }
+  Cursor c = txn.OpenCursor(rel.followers);
+  for (bool ok = c.Seek(PairKey(source, 0)); ok; ok = c.Next()) {
+    if (c.key().size() != 16 || GetU64BE(c.key()) != source) break;
+    const uint64_t owner = GetU64BE(c.key().substr(8));
+    if (old != 0) {
+      Status s = txn.Del(Db::kFeedHeads, HeadKey(rel.feed, owner, old, source));
+      if (!s.ok() && !s.IsNotFound()) return s;
+    }
+    if (Status s = txn.Put(Db::kFeedHeads, HeadKey(rel.feed, owner, head, source), {}); !s.ok()) {
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Status DropSource(WriteTxn& txn, Feed feed, uint64_t source) {
+  Status s = txn.Del(Db::kFeedSources, SourceKey(feed, source));
+  return s.IsNotFound() ? Status::Ok() : s;
 }
 
 // The second halves of every (first, x) key of `db`, ascending. The cursor is
@@ -95,25 +226,23 @@ Status DelEdge(WriteTxn& txn, Db forward, Db reverse, uint64_t a, uint64_t b, bo
 std::vector<uint64_t> SecondIds(const Txn& txn, Db db, uint64_t first) {
   std::vector<uint64_t> ids;
   Cursor c = txn.OpenCursor(db);
-  for (bool ok = c.Seek(U64Key(first)); ok; ok = c.Next()) {
+  for (bool ok = c.Seek(PairKey(first, 0)); ok; ok = c.Next()) {
     if (c.key().size() < 16 || GetU64BE(c.key()) != first) break;
     ids.push_back(GetU64BE(c.key().substr(8)));
   }
   return ids;
 }
 
-uint64_t CountPrefix(const Txn& txn, Db db, uint64_t first) {
-  uint64_t n = 0;
-  Cursor c = txn.OpenCursor(db);
-  for (bool ok = c.Seek(U64Key(first)); ok; ok = c.Next()) {
-    if (c.key().size() < 16 || GetU64BE(c.key()) != first) break;
-    ++n;
-  }
-  return n;
-}
-
 void SetChanged(bool* changed, bool value) {
   if (changed != nullptr) *changed = value;
+}
+
+// Every key of `db`, for clearing it.
+std::vector<std::string> AllKeys(const Txn& txn, Db db) {
+  std::vector<std::string> keys;
+  Cursor c = txn.OpenCursor(db);
+  for (bool ok = c.First(); ok; ok = c.Next()) keys.emplace_back(c.key());
+  return keys;
 }
 
 }  // namespace
@@ -123,7 +252,7 @@ void SetChanged(bool* changed, bool value) {
 Status FollowUserInTxn(WriteTxn& txn, const Config& config, uint64_t follower, uint64_t followed,
                        bool* changed) {
   bool added = false;
-  Status s = PutEdge(txn, Db::kFollows, Db::kFollowers, follower, followed, &added);
+  Status s = PutEdge(txn, kNotificationsFeed, follower, followed, &added);
   SetChanged(changed, added);
   if (!s.ok() || !added) return s;
   return QueueFollow(txn, OutboxOp::kFollow, config.feed_notifications, follower,
@@ -133,7 +262,7 @@ Status FollowUserInTxn(WriteTxn& txn, const Config& config, uint64_t follower, u
 Status UnfollowUserInTxn(WriteTxn& txn, const Config& config, uint64_t follower,
                          uint64_t followed, bool* changed) {
   bool removed = false;
-  Status s = DelEdge(txn, Db::kFollows, Db::kFollowers, follower, followed, &removed);
+  Status s = DelEdge(txn, kNotificationsFeed, follower, followed, &removed);
   SetChanged(changed, removed);
   if (!s.ok() || !removed) return s;
   return QueueFollow(txn, OutboxOp::kUnfollow, config.feed_notifications, follower,
@@ -143,8 +272,7 @@ Status UnfollowUserInTxn(WriteTxn& txn, const Config& config, uint64_t follower,
 Status FollowCollectionInTxn(WriteTxn& txn, const Config& config, uint64_t user,
                              uint64_t collection_id, bool* changed) {
   bool added = false;
-  Status s = PutEdge(txn, Db::kCollectionFollows, Db::kCollectionFollowers, user, collection_id,
-                     &added);
+  Status s = PutEdge(txn, kTimelineFeed, user, collection_id, &added);
   SetChanged(changed, added);
   if (!s.ok() || !added) return s;
   return QueueFollow(txn, OutboxOp::kFollow, config.feed_timeline, user,
@@ -154,8 +282,7 @@ Status FollowCollectionInTxn(WriteTxn& txn, const Config& config, uint64_t user,
 Status UnfollowCollectionInTxn(WriteTxn& txn, const Config& config, uint64_t user,
                                uint64_t collection_id, bool* changed) {
   bool removed = false;
-  Status s = DelEdge(txn, Db::kCollectionFollows, Db::kCollectionFollowers, user, collection_id,
-                     &removed);
+  Status s = DelEdge(txn, kTimelineFeed, user, collection_id, &removed);
   SetChanged(changed, removed);
   if (!s.ok() || !removed) return s;
   return QueueFollow(txn, OutboxOp::kUnfollow, config.feed_timeline, user,
@@ -167,7 +294,7 @@ Status DropCollectionFollowersInTxn(WriteTxn& txn, const Config& config, uint64_
     Status s = UnfollowCollectionInTxn(txn, config, user, collection_id);
     if (!s.ok()) return s;
   }
-  return Status::Ok();
+  return DropSource(txn, Feed::kTimeline, collection_id);
 }
 
 Status DropUserFollowsInTxn(WriteTxn& txn, const Config& config, uint64_t user_id) {
@@ -183,29 +310,180 @@ Status DropUserFollowsInTxn(WriteTxn& txn, const Config& config, uint64_t user_i
     Status s = UnfollowCollectionInTxn(txn, config, user_id, cid);
     if (!s.ok()) return s;
   }
+  return DropSource(txn, Feed::kNotifications, user_id);
+}
+
+Status NoteItemAddedInTxn(WriteTxn& txn, uint64_t collection_id, uint64_t item_id) {
+  return RaiseSourceHead(txn, kTimelineFeed, collection_id, item_id);
+}
+
+Status NoteCollectionCreatedInTxn(WriteTxn& txn, uint64_t author_id, uint64_t collection_id) {
+  return RaiseSourceHead(txn, kNotificationsFeed, author_id, collection_id);
+}
+
+Status RebuildFollowIndexesInTxn(WriteTxn& txn) {
+  for (Db db : {Db::kFeedHeads, Db::kFeedSources, Db::kFollowCounts}) {
+    for (const std::string& key : AllKeys(txn, db)) {
+      if (Status s = txn.Del(db, key); !s.ok()) return s;
+    }
+  }
+  // Counts: rows per first id of each follow index.
+  for (Db db : {Db::kFollows, Db::kFollowers, Db::kCollectionFollows, Db::kCollectionFollowers}) {
+    uint64_t first = 0;
+    uint64_t n = 0;
+    auto flush = [&]() -> Status {
+      if (n == 0) return Status::Ok();
+      return txn.Put(Db::kFollowCounts, CountKey(db, first), U64Key(n));
+    };
+    Cursor c = txn.OpenCursor(db);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      if (c.key().size() != 16) continue;  // `offbrand check` reports it
+      const uint64_t a = GetU64BE(c.key());
+      if (a != first) {
+        if (Status s = flush(); !s.ok()) return s;
+        first = a;
+        n = 0;
+      }
+      ++n;
+    }
+    if (Status s = flush(); !s.ok()) return s;
+  }
+  // Heads: each source's largest entry, then one row per follow of it.
+  for (const FeedRelation* rel : {&kTimelineFeed, &kNotificationsFeed}) {
+    std::unordered_map<uint64_t, uint64_t> heads;
+    {
+      Cursor c = txn.OpenCursor(rel->entries);
+      for (bool ok = c.First(); ok; ok = c.Next()) {
+        if (c.key().size() != 16) continue;
+        uint64_t& head = heads[GetU64BE(c.key())];
+        head = std::max(head, GetU64BE(c.key().substr(8)));
+      }
+    }
+    for (const auto& [source, head] : heads) {
+      Status s = txn.Put(Db::kFeedSources, SourceKey(rel->feed, source), U64Key(head));
+      if (!s.ok()) return s;
+    }
+    Cursor c = txn.OpenCursor(rel->follows);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      if (c.key().size() != 16) continue;
+      auto it = heads.find(GetU64BE(c.key().substr(8)));
+      if (it == heads.end()) continue;
+      Status s = txn.Put(Db::kFeedHeads, HeadKey(rel->feed, GetU64BE(c.key()), it->second,
+                                                 it->first), {});
+      if (!s.ok()) return s;
+    }
+  }
   return Status::Ok();
 }
 
+uint64_t CheckFollowIndexes(const Txn& txn,
+                            const std::function<void(const std::string&)>& problem) {
+  uint64_t problems = 0;
+  auto report = [&](const std::string& text) {
+    ++problems;
+    problem(text);
+  };
+  auto id = [](uint64_t v) { return std::to_string(v); };
+  // Counters against the rows they count.
+  for (Db db : {Db::kFollows, Db::kFollowers, Db::kCollectionFollows, Db::kCollectionFollowers}) {
+    std::unordered_map<uint64_t, uint64_t> rows;
+    Cursor c = txn.OpenCursor(db);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      if (c.key().size() == 16) ++rows[GetU64BE(c.key())];
+    }
+    for (const auto& [first, n] : rows) {
+      const uint64_t counted = RowCount(txn, db, first);
+      if (counted != n) {
+        report(std::string("follow_counts: ") + DbName(db) + " of " + id(first) + " says " +
+               id(counted) + ", there are " + id(n) + " rows");
+      }
+    }
+    Cursor counts = txn.OpenCursor(Db::kFollowCounts);
+    const char tag = static_cast<char>(db);
+    for (bool ok = counts.Seek(std::string_view(&tag, 1)); ok && counts.key()[0] == tag;
+         ok = counts.Next()) {
+      if (counts.key().size() != 9) {
+        report("follow_counts: malformed key");
+        continue;
+      }
+      if (rows.count(GetU64BE(counts.key().substr(1))) == 0) {
+        report(std::string("follow_counts: ") + DbName(db) + " of " +
+               id(GetU64BE(counts.key().substr(1))) + " counts rows that do not exist");
+      }
+    }
+  }
+  // Heads against the entries and the follows.
+  for (const FeedRelation* rel : {&kTimelineFeed, &kNotificationsFeed}) {
+    const std::string feed = rel == &kTimelineFeed ? "timeline" : "notifications";
+    std::unordered_map<uint64_t, uint64_t> newest;
+    {
+      Cursor c = txn.OpenCursor(rel->entries);
+      for (bool ok = c.First(); ok; ok = c.Next()) {
+        if (c.key().size() != 16) continue;
+        uint64_t& n = newest[GetU64BE(c.key())];
+        n = std::max(n, GetU64BE(c.key().substr(8)));
+      }
+    }
+    for (const auto& [source, n] : newest) {
+      const uint64_t head = SourceHead(txn, rel->feed, source);
+      if (head < n) {
+        report("feed_sources: " + feed + " head of " + id(source) + " is " + id(head) +
+               ", below its newest entry " + id(n) + " (entries would be hidden)");
+      }
+    }
+    Cursor follows = txn.OpenCursor(rel->follows);
+    for (bool ok = follows.First(); ok; ok = follows.Next()) {
+      if (follows.key().size() != 16) continue;
+      const uint64_t owner = GetU64BE(follows.key());
+      const uint64_t source = GetU64BE(follows.key().substr(8));
+      const uint64_t head = SourceHead(txn, rel->feed, source);
+      if (head != 0 && !txn.Has(Db::kFeedHeads, HeadKey(rel->feed, owner, head, source))) {
+        report("feed_heads: " + feed + " of " + id(owner) + " lacks source " + id(source));
+      }
+    }
+    Cursor heads = txn.OpenCursor(Db::kFeedHeads);
+    const char tag = static_cast<char>(rel->feed);
+    for (bool ok = heads.Seek(std::string_view(&tag, 1)); ok && heads.key()[0] == tag;
+         ok = heads.Next()) {
+      if (heads.key().size() != kHeadKeyBytes) {
+        report("feed_heads: malformed key");
+        continue;
+      }
+      const uint64_t owner = GetU64BE(heads.key().substr(1));
+      const uint64_t head = GetU64BE(heads.key().substr(kHeadPrefixBytes));
+      const uint64_t source = GetU64BE(heads.key().substr(kHeadPrefixBytes + 8));
+      if (!txn.Has(rel->follows, PairKey(owner, source))) {
+        report("feed_heads: " + feed + " of " + id(owner) + " names " + id(source) +
+               ", which it does not follow");
+      } else if (SourceHead(txn, rel->feed, source) != head) {
+        report("feed_heads: " + feed + " of " + id(owner) + " has head " + id(head) + " for " +
+               id(source) + ", the source's is " + id(SourceHead(txn, rel->feed, source)));
+      }
+    }
+  }
+  return problems;
+}
+
 uint64_t CollectionFollowerCount(const Txn& txn, uint64_t collection_id, uint64_t author_id) {
-  uint64_t n = CountPrefix(txn, Db::kCollectionFollowers, collection_id);
-  if (n > 0 && txn.Has(Db::kCollectionFollowers, U64PairKey(collection_id, author_id))) --n;
+  uint64_t n = RowCount(txn, Db::kCollectionFollowers, collection_id);
+  if (n > 0 && txn.Has(Db::kCollectionFollowers, PairKey(collection_id, author_id))) --n;
   return n;
 }
 
 uint64_t UserFollowerCount(const Txn& txn, uint64_t user_id) {
-  uint64_t n = CountPrefix(txn, Db::kFollowers, user_id);
-  if (n > 0 && txn.Has(Db::kFollowers, U64PairKey(user_id, user_id))) --n;
+  uint64_t n = RowCount(txn, Db::kFollowers, user_id);
+  if (n > 0 && txn.Has(Db::kFollowers, PairKey(user_id, user_id))) --n;
   return n;
 }
 
 uint64_t UserFollowingCount(const Txn& txn, uint64_t user_id) {
-  uint64_t n = CountPrefix(txn, Db::kFollows, user_id);
-  if (n > 0 && txn.Has(Db::kFollows, U64PairKey(user_id, user_id))) --n;
+  uint64_t n = RowCount(txn, Db::kFollows, user_id);
+  if (n > 0 && txn.Has(Db::kFollows, PairKey(user_id, user_id))) --n;
   return n;
 }
 
 bool Follows(const Txn& txn, uint64_t follower, uint64_t followed) {
-  return txn.Has(Db::kFollows, U64PairKey(follower, followed));
+  return txn.Has(Db::kFollows, PairKey(follower, followed));
 }
 
 // ---- routes ------------------------------------------------------------------
@@ -304,8 +582,8 @@ Status SendEdgePage(RequestContext& ctx, const Txn& txn, Db db, uint64_t owner, 
     s = DecodeCursor(cursor, &after);
     if (!s.ok()) return s;
   }
-  uint64_t count = CountPrefix(txn, db, owner);
-  if (count > 0 && txn.Has(db, U64PairKey(owner, hidden))) --count;
+  uint64_t count = RowCount(txn, db, owner);
+  if (count > 0 && txn.Has(db, PairKey(owner, hidden))) --count;
 
   JsonOut out;
   out.BeginObject().Key("items").BeginArray();
@@ -313,9 +591,9 @@ Status SendEdgePage(RequestContext& ctx, const Txn& txn, Db db, uint64_t owner, 
   uint64_t last = 0;
   bool more = false;
   Cursor c = txn.OpenCursor(db);
-  const std::string start = after == std::numeric_limits<uint64_t>::max()
-                                ? U64PairKey(owner + 1, 0)
-                                : U64PairKey(owner, after + 1);
+  const PairKey start = after == std::numeric_limits<uint64_t>::max()
+                                ? PairKey(owner + 1, 0)
+                                : PairKey(owner, after + 1);
   for (bool ok = c.Seek(start); ok; ok = c.Next()) {
     if (c.key().size() < 16 || GetU64BE(c.key()) != owner) break;
     const uint64_t other = GetU64BE(c.key().substr(8));
@@ -340,7 +618,7 @@ Status SendEdgePage(RequestContext& ctx, const Txn& txn, Db db, uint64_t owner, 
     out.Null();
   }
   out.Key("count").Uint(count).EndObject();
-  ctx.SendJson(200, out.str());
+  SendJsonOut(ctx, 200, out);
   return Status::Ok();
 }
 
@@ -366,96 +644,138 @@ Status ListCollectionFollowers(RequestContext& ctx) {
 
 // ---- offline feeds -------------------------------------------------------------
 
-// Actor objects of one request, each user loaded and serialized once.
-class ActorCache {
+// One page of a merged feed (follows.h): the entries of every source `owner`
+// follows in `rel`, ids below `below`, newest first. Calls emit(source, id)
+// for each candidate in order until it has accepted `limit` of them; emit
+// returns false when the entry's row is gone (it is skipped). Returns the
+// last accepted id; *more tells whether another entry exists below it.
+//
+// Candidates are kept in a max-heap on an id bound:
+//  - kHead: `bound` is the source's head, below the page bound: its newest
+//    entry, unless that was deleted (then emit declines it);
+//  - kIndexed: `bound` is an entry found in the source's index;
+//  - kBound: the source has nothing above `bound`; a seek finds its entry.
+// A head row is taken from the owner's heads (newest first) only once it
+// could beat the best candidate, and a kBound is resolved only once it is
+// the best, so sources whose entries are older than the page cost nothing
+// and the first page costs about two lookups per entry shown.
+//
+// All seeks go through one cursor: the followed sources of a page are
+// often neighbours in the index, and LMDB answers a seek on the cursor's
+// current page without descending from the root.
+class FeedMerge {
  public:
-  explicit ActorCache(const Txn& txn) : txn_(txn) {}
-  // The actor JSON {id, username, gravatar}; "" when the user row is gone
-  // (the activity then shows the plain "SU:<id>" reference).
-  std::string_view Get(uint64_t user_id) {
-    auto it = cache_.find(user_id);
-    if (it == cache_.end()) {
-      std::string json;
-      Result<User> user = LoadUser(txn_, user_id);
-      if (user.ok()) {
-        JsonOut out;
-        WriteActorJson(out, *user);
-        json = out.str();
+  FeedMerge(const Txn& txn, const FeedRelation& rel, uint64_t owner, uint64_t below)
+      : rel_(rel), owner_(owner), below_(below), heads_(txn.OpenCursor(Db::kFeedHeads)),
+        entries_(txn.OpenCursor(rel.entries)) {}
+
+  template <typename Emit>
+  uint64_t Run(int limit, bool* more, Emit&& emit) {
+    *more = false;
+    if (below_ == 0) return 0;
+    const uint64_t kMax = std::numeric_limits<uint64_t>::max();
+    bool have_head =
+        heads_.SeekLE(HeadKey(rel_.feed, owner_, kMax, kMax)) && HeadValid();
+    int accepted = 0;
+    uint64_t last = 0;
+    for (;;) {
+      if (have_head && (heap_.empty() || HeadBound() >= heap_.top().bound)) {
+        const uint64_t head = GetU64BE(heads_.key().substr(kHeadPrefixBytes));
+        sources_.push_back(GetU64BE(heads_.key().substr(kHeadPrefixBytes + 8)));
+        const uint32_t index = static_cast<uint32_t>(sources_.size() - 1);
+        heap_.push(head < below_ ? Candidate{head, index, Kind::kHead}
+                                 : Candidate{below_ - 1, index, Kind::kBound});
+        have_head = heads_.Prev() && HeadValid();
+        continue;
       }
-      it = cache_.emplace(user_id, std::move(json)).first;
+      if (heap_.empty()) break;
+      const Candidate top = heap_.top();
+      // Past the page, only an entry seen in an index proves there is more.
+      if (top.kind == Kind::kBound || (accepted == limit && top.kind == Kind::kHead)) {
+        heap_.pop();
+        Seek(top);
+        continue;
+      }
+      if (accepted == limit) {
+        *more = true;
+        break;
+      }
+      heap_.pop();
+      if (emit(sources_[top.source], top.bound)) {
+        ++accepted;
+        last = top.bound;
+      }
+      StepBelow(top);
     }
-    return it->second;
+    return last;
   }
 
  private:
-  const Txn& txn_;
-  std::unordered_map<uint64_t, std::string> cache_;
-};
-
-// One source of a merged feed: a cursor over the (owner, id) keys of `db`,
-// walking ids downwards.
-struct FeedSource {
-  uint64_t owner;
-  Cursor cursor;
-  // The id under the cursor, or 0 when the source is exhausted.
-  uint64_t Current() const {
-    if (!cursor.Valid() || cursor.key().size() < 16 || GetU64BE(cursor.key()) != owner) return 0;
-    return GetU64BE(cursor.key().substr(8));
-  }
-};
-
-// Merges the (owner, id) rows of `db` for every owner in `owners`, ids below
-// `below`, newest first, calling emit(owner_index, id) until it has accepted
-// `limit` entries. Returns the last accepted id and sets *more when entries
-// remain.
-template <typename Emit>
-uint64_t MergeNewestFirst(const Txn& txn, Db db, const std::vector<uint64_t>& owners,
-                          uint64_t below, int limit, bool* more, Emit emit) {
-  *more = false;
-  if (below == 0) return 0;
-  std::vector<FeedSource> sources;
-  sources.reserve(owners.size());
-  using Head = std::pair<uint64_t, size_t>;  // (id, source index): max-heap on id
-  std::vector<Head> heap_storage;
-  heap_storage.reserve(owners.size());
-  std::priority_queue<Head, std::vector<Head>> heap(std::less<Head>(), std::move(heap_storage));
-  for (uint64_t owner : owners) {
-    sources.push_back(FeedSource{owner, txn.OpenCursor(db)});
-    FeedSource& src = sources.back();
-    src.cursor.SeekLE(U64PairKey(owner, below - 1));
-    if (uint64_t id = src.Current(); id != 0) heap.emplace(id, sources.size() - 1);
-  }
-  int accepted = 0;
-  uint64_t last = 0;
-  while (!heap.empty()) {
-    if (accepted == limit) {
-      *more = true;
-      break;
+  enum class Kind : uint8_t { kBound, kHead, kIndexed };
+  struct Candidate {
+    uint64_t bound;
+    uint32_t source;
+    Kind kind;
+    // On equal bounds a known entry goes first: it may spare the seek.
+    bool operator<(const Candidate& o) const {
+      if (bound != o.bound) return bound < o.bound;
+      return (kind != Kind::kBound) < (o.kind != Kind::kBound);
     }
-    const auto [id, index] = heap.top();
-    heap.pop();
-    if (emit(index, id)) {
-      ++accepted;
-      last = id;
-    }
-    FeedSource& src = sources[index];
-    src.cursor.Prev();
-    if (uint64_t next = src.Current(); next != 0) heap.emplace(next, index);
+  };
+
+  bool HeadValid() const {
+    const std::string_view key = heads_.key();
+    return key.size() == kHeadKeyBytes && key[0] == static_cast<char>(rel_.feed) &&
+           GetU64BE(key.substr(1)) == owner_;
   }
-  return last;
-}
+  uint64_t HeadBound() const {
+    return std::min(GetU64BE(heads_.key().substr(kHeadPrefixBytes)), below_ - 1);
+  }
+
+  // Pushes the source's entry at id <= c.bound, if any.
+  void Seek(const Candidate& c) {
+    if (entries_.SeekLE(PairKey(sources_[c.source], c.bound))) PushIndexed(c.source);
+  }
+
+  // Pushes the source's next candidate below c.bound, once c was taken: a
+  // step back when the cursor still sits on c, else a bound to seek later.
+  void StepBelow(const Candidate& c) {
+    const uint64_t source = sources_[c.source];
+    if (c.kind == Kind::kIndexed && entries_.Valid() && entries_.key().size() == 16 &&
+        GetU64BE(entries_.key()) == source && GetU64BE(entries_.key().substr(8)) == c.bound) {
+      if (entries_.Prev()) PushIndexed(c.source);
+      return;
+    }
+    if (c.bound > 1) heap_.push(Candidate{c.bound - 1, c.source, Kind::kBound});
+  }
+
+  // Pushes the entry under the cursor when it belongs to the source.
+  void PushIndexed(uint32_t index) {
+    const std::string_view key = entries_.key();
+    if (key.size() != 16 || GetU64BE(key) != sources_[index]) return;  // source exhausted
+    heap_.push(Candidate{GetU64BE(key.substr(8)), index, Kind::kIndexed});
+  }
+
+  const FeedRelation& rel_;
+  const uint64_t owner_;
+  const uint64_t below_;
+  Cursor heads_;
+  Cursor entries_;
+  std::vector<uint64_t> sources_;  // source ids, by the index candidates carry
+  std::priority_queue<Candidate> heap_;
+};
 
 // Parses ?limit= and ?cursor= for a feed: `*below` is the exclusive upper id.
 Status FeedPageParams(RequestContext& ctx, int* limit, uint64_t* below) {
   std::string cursor;
   Status s = ctx.PageParams(limit, &cursor);
   if (!s.ok()) return s;
-  *below = std::numeric_limits<uint64_t>::max();
-  if (!cursor.empty()) return DecodeCursor(cursor, below);
-  return Status::Ok();
+  return PageBefore(cursor, below);
 }
 
-void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last) {
+// Closes the page, keeps it in `cache` and sends it.
+void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last,
+                FeedPageCache& cache, const std::string& key, uint64_t snapshot) {
   out.EndArray().Key("next");
   if (more) {
     out.String(EncodeCursor(last));
@@ -463,22 +783,33 @@ void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last) {
     out.Null();
   }
   out.EndObject();
-  ctx.SendJson(200, out.str());
+  auto body = std::make_shared<const std::string>(out.Release());
+  cache.Insert(key, snapshot, body);
+  SendCachedJson(ctx, *body);
+}
+
+// Sends the page `key` of this snapshot when `cache` has it.
+bool SendFromCache(RequestContext& ctx, FeedPageCache& cache, const std::string& key,
+                   uint64_t snapshot) {
+  auto body = cache.Find(key, snapshot);
+  if (body == nullptr) return false;
+  SendCachedJson(ctx, *body);
+  return true;
 }
 
 // Reads and decodes a row into *row (reused across calls, so its strings
 // keep their capacity). NotFound when absent.
 template <typename Row, typename Decode>
-Status LoadRow(const Txn& txn, Db db, uint64_t id, Row* row, Decode decode) {
+Status LoadRow(RowReader& rows, uint64_t id, Row* row, Decode decode) {
   std::string_view bytes;
-  Status s = txn.Get(db, U64Key(id), &bytes);
+  Status s = rows.Get(id, &bytes);
   if (!s.ok()) return s;
   if (!decode(bytes, row)) return Status::Internal("row " + std::to_string(id) + " does not decode");
   return Status::Ok();
 }
 
 // GET /feeds/timeline: items of every collection the viewer follows.
-Status TimelineFeed(RequestContext& ctx) {
+Status TimelineFeed(RequestContext& ctx, FeedPageCache& cache) {
   Status s = ctx.RequireLogin();
   if (!s.ok()) return s;
   int limit = 0;
@@ -488,47 +819,51 @@ Status TimelineFeed(RequestContext& ctx) {
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();
   const Txn& txn = **rtxn;
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key =
+      FeedPageKey('t', std::to_string(ctx.viewer()->user.id), limit, below);
+  if (SendFromCache(ctx, cache, key, snapshot)) return Status::Ok();
 
-  const std::vector<uint64_t> cids =
-      SecondIds(txn, Db::kCollectionFollows, ctx.viewer()->user.id);
-  // Collections are loaded when their first item is shown (a page touches
-  // few of them).
-  std::vector<std::optional<Collection>> collections(cids.size());
+  // Collections are loaded when their first item is shown.
+  std::unordered_map<uint64_t, Collection> collections;
+  RowReader item_rows(txn, Db::kItems);
+  RowReader collection_rows(txn, Db::kCollections);
   ActorCache actors(txn);
   Item item;
   Status failure;
-  JsonOut out;
+  JsonOut out(FeedPageBytesHint(limit));
   out.BeginObject().Key("items").BeginArray();
   bool more = false;
-  const uint64_t last = MergeNewestFirst(
-      txn, Db::kItemsByCollection, cids, below, limit, &more, [&](size_t index, uint64_t id) {
-        if (!collections[index]) {
-          Collection c;
-          Status r = LoadRow(txn, Db::kCollections, cids[index], &c, DecodeCollection);
-          if (!r.ok()) {
-            if (!r.IsNotFound()) failure = r;
-            return false;
-          }
-          collections[index] = std::move(c);
-        }
-        Status r = LoadRow(txn, Db::kItems, id, &item, DecodeItem);
-        if (!r.ok()) {
-          if (!r.IsNotFound()) failure = r;  // an index without its row: `offbrand check`
-          return false;
-        }
-        out.BeginObject().Field("id", item.stream_id, /*null_if_empty=*/true);
-        WriteItemActivityFields(out, item, *collections[index], actors.Get(item.author_id));
-        out.EndObject();
-        return true;
-      });
+  FeedMerge merge(txn, kTimelineFeed, ctx.viewer()->user.id, below);
+  const uint64_t last = merge.Run(limit, &more, [&](uint64_t cid, uint64_t id) {
+    Status r = LoadRow(item_rows, id, &item, DecodeItem);
+    if (!r.ok() || item.collection_id != cid) {
+      if (!r.ok() && !r.IsNotFound()) failure = r;
+      return false;  // deleted since it became the head, or an index without its row
+    }
+    auto it = collections.find(cid);
+    if (it == collections.end()) {
+      Collection c;
+      r = LoadRow(collection_rows, cid, &c, DecodeCollection);
+      if (!r.ok()) {
+        if (!r.IsNotFound()) failure = r;
+        return false;
+      }
+      it = collections.emplace(cid, std::move(c)).first;
+    }
+    out.BeginObject().Field("id", item.stream_id, /*null_if_empty=*/true);
+    WriteItemActivityFields(out, item, it->second, actors.Get(item.author_id));
+    out.EndObject();
+    return true;
+  });
   if (!failure.ok()) return failure;
-  FinishFeed(ctx, out, more, last);
+  FinishFeed(ctx, out, more, last, cache, key, snapshot);
   return Status::Ok();
 }
 
 // GET /feeds/notifications: collections created by the users the viewer
 // follows, themselves included.
-Status NotificationsFeed(RequestContext& ctx) {
+Status NotificationsFeed(RequestContext& ctx, FeedPageCache& cache) {
   Status s = ctx.RequireLogin();
   if (!s.ok()) return s;
   int limit = 0;
@@ -538,29 +873,32 @@ Status NotificationsFeed(RequestContext& ctx) {
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();
   const Txn& txn = **rtxn;
+  const uint64_t snapshot = SnapshotId(txn);
+  const std::string key =
+      FeedPageKey('n', std::to_string(ctx.viewer()->user.id), limit, below);
+  if (SendFromCache(ctx, cache, key, snapshot)) return Status::Ok();
 
-  const std::vector<uint64_t> authors = SecondIds(txn, Db::kFollows, ctx.viewer()->user.id);
   ActorCache actors(txn);
+  RowReader collection_rows(txn, Db::kCollections);
   Collection c;
   Status failure;
-  JsonOut out;
+  JsonOut out(FeedPageBytesHint(limit));
   out.BeginObject().Key("items").BeginArray();
   bool more = false;
-  const uint64_t last = MergeNewestFirst(
-      txn, Db::kCollectionsByAuthor, authors, below, limit, &more,
-      [&](size_t index, uint64_t id) {
-        Status r = LoadRow(txn, Db::kCollections, id, &c, DecodeCollection);
-        if (!r.ok()) {
-          if (!r.IsNotFound()) failure = r;
-          return false;
-        }
-        out.BeginObject().Field("id", c.stream_id, /*null_if_empty=*/true);
-        WriteCollectionActivityFields(out, c, actors.Get(authors[index]));
-        out.EndObject();
-        return true;
-      });
+  FeedMerge merge(txn, kNotificationsFeed, ctx.viewer()->user.id, below);
+  const uint64_t last = merge.Run(limit, &more, [&](uint64_t author, uint64_t id) {
+    Status r = LoadRow(collection_rows, id, &c, DecodeCollection);
+    if (!r.ok() || c.author_id != author) {
+      if (!r.ok() && !r.IsNotFound()) failure = r;
+      return false;
+    }
+    out.BeginObject().Field("id", c.stream_id, /*null_if_empty=*/true);
+    WriteCollectionActivityFields(out, c, actors.Get(author));
+    out.EndObject();
+    return true;
+  });
   if (!failure.ok()) return failure;
-  FinishFeed(ctx, out, more, last);
+  FinishFeed(ctx, out, more, last, cache, key, snapshot);
   return Status::Ok();
 }
 
@@ -587,13 +925,20 @@ Status StreamCredentials(RequestContext& ctx) {
   out.Field("notifications", FeedRef(config.feed_notifications, me));
   out.Field("user", FeedRef(config.feed_user, me));
   out.EndObject().EndObject();
-  ctx.SendJson(200, out.str());
+  SendJsonOut(ctx, 200, out);
   return Status::Ok();
 }
 
 }  // namespace
 
 void RegisterFollowRoutes(HttpServer& server) {
+  // The feeds first: cpp-httplib tries patterns in order (app.cc). One page
+  // cache per server, so per store (snapshot ids are per environment).
+  auto cache = std::make_shared<FeedPageCache>();
+  server.Route("GET", ApiPath("/feeds/timeline"), "feeds.timeline",
+               [cache](RequestContext& ctx) { return TimelineFeed(ctx, *cache); });
+  server.Route("GET", ApiPath("/feeds/notifications"), "feeds.notifications",
+               [cache](RequestContext& ctx) { return NotificationsFeed(ctx, *cache); });
   server.Route("PUT", ApiPath(kUserPath, "/follow"), "users.follow",
                [](RequestContext& ctx) { return ChangeUserFollow(ctx, true); });
   server.Route("DELETE", ApiPath(kUserPath, "/follow"), "users.unfollow",
@@ -608,9 +953,6 @@ void RegisterFollowRoutes(HttpServer& server) {
                [](RequestContext& ctx) { return ChangeCollectionFollow(ctx, false); });
   server.Route("GET", ApiPath(kCollectionPath, "/followers"), "collections.followers",
                ListCollectionFollowers);
-  server.Route("GET", ApiPath("/feeds/timeline"), "feeds.timeline", TimelineFeed);
-  server.Route("GET", ApiPath("/feeds/notifications"), "feeds.notifications",
-               NotificationsFeed);
   server.Route("GET", ApiPath("/stream/credentials"), "stream.credentials", StreamCredentials);
 }
 

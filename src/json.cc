@@ -1,7 +1,13 @@
-// Request parsing with simdjson and the SPEC error object.
+// Request parsing with simdjson, the response writer and the SPEC error
+// object.
 #include "json.h"
 
 #include <simdjson.h>
+
+#include <cassert>
+#include <charconv>
+#include <cmath>
+#include <cstring>
 
 #include "offbrand/model.h"
 
@@ -113,6 +119,135 @@ bool RequestJson::IsNull(const char* name) const {
   return it != fields_.end() && it->second.kind == Kind::kNull;
 }
 
+// ---- JsonOut ------------------------------------------------------------------
+
+namespace {
+
+// What RapidJSON's writer puts after a backslash for each byte; 0 when the
+// byte is copied as is.
+constexpr char kEscapeNone = 0;
+struct EscapeTable {
+  char code[256] = {};
+  constexpr EscapeTable() {
+    for (int c = 0; c < 0x20; ++c) code[c] = 'u';
+    code['\b'] = 'b';
+    code['\t'] = 't';
+    code['\n'] = 'n';
+    code['\f'] = 'f';
+    code['\r'] = 'r';
+    code['"'] = '"';
+    code['\\'] = '\\';
+  }
+};
+constexpr EscapeTable kEscape;
+
+}  // namespace
+
+void JsonOut::Grow(size_t n) {
+  size_t cap = cap_ < 256 ? 256 : cap_;
+  while (cap - len_ < n) cap *= 2;
+  std::unique_ptr<char[]> bigger(new char[cap]);
+  if (len_ > 0) std::memcpy(bigger.get(), buf_.get(), len_);
+  buf_ = std::move(bigger);
+  cap_ = cap;
+}
+
+void JsonOut::AppendQuotedSlow(std::string_view s, char suffix) {
+  // Worst case: a comma, quotes, the suffix and every byte as \u00XX; plus
+  // slack for the 8-byte stores below, which may run 7 bytes past the text.
+  char* out = Reserve(s.size() * 6 + 16);
+  if (comma_) *out++ = ',';
+  *out++ = '"';
+  const char* const p = s.data();
+  const size_t n = s.size();
+  // Most strings need no escape at all: copy them 8 bytes at a time while
+  // checking. The last word overlaps the one before (strings of 8 bytes or
+  // more) or is gathered in a register, padded with a harmless byte.
+  size_t i = 0;
+  if (n >= 8) {
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if (json_internal::WordNeedsEscape(w)) break;
+      std::memcpy(out + i, &w, 8);
+    }
+    if (i + 8 > n && i < n) {
+      uint64_t w;
+      std::memcpy(&w, p + n - 8, 8);
+      if (!json_internal::WordNeedsEscape(w)) {
+        std::memcpy(out + n - 8, &w, 8);
+        i = n;
+      }
+    }
+  } else if (n > 0) {
+    const uint64_t w = json_internal::SmallWord(p, n);
+    if (!json_internal::WordNeedsEscape(w)) {
+      std::memcpy(out, &w, 8);
+      i = n;
+    }
+  }
+  out += i;
+  for (; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(p[i]);
+    const char code = kEscape.code[c];
+    if (code == kEscapeNone) {
+      *out++ = static_cast<char>(c);
+      continue;
+    }
+    *out++ = '\\';
+    *out++ = code;
+    if (code == 'u') {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      *out++ = '0';
+      *out++ = '0';
+      *out++ = kHex[c >> 4];
+      *out++ = kHex[c & 0xF];
+    }
+  }
+  *out++ = '"';
+  if (suffix != 0) *out++ = suffix;
+  len_ = static_cast<size_t>(out - buf_.get());
+}
+
+JsonOut& JsonOut::Literal(std::string_view text) {
+  char* out = Reserve(text.size() + 1);
+  if (comma_) *out++ = ',';
+  std::memcpy(out, text.data(), text.size());
+  len_ = static_cast<size_t>(out + text.size() - buf_.get());
+  comma_ = true;
+  return *this;
+}
+
+JsonOut& JsonOut::Close(char c) {
+  assert(depth_ > 0 && "JsonOut: End without Begin");
+  --depth_;
+  *Reserve(1) = c;
+  ++len_;
+  comma_ = true;
+  return *this;
+}
+
+JsonOut& JsonOut::Int(int64_t v) {
+  char digits[24];
+  const auto r = std::to_chars(digits, digits + sizeof(digits), v);
+  return Literal(std::string_view(digits, static_cast<size_t>(r.ptr - digits)));
+}
+
+JsonOut& JsonOut::Uint(uint64_t v) {
+  char digits[24];
+  const auto r = std::to_chars(digits, digits + sizeof(digits), v);
+  return Literal(std::string_view(digits, static_cast<size_t>(r.ptr - digits)));
+}
+
+JsonOut& JsonOut::Double(double v) {
+  if (!std::isfinite(v)) return Null();
+  char digits[32];
+  const auto r = std::to_chars(digits, digits + sizeof(digits), v);
+  return Literal(std::string_view(digits, static_cast<size_t>(r.ptr - digits)));
+}
+
+// ---- errors -----------------------------------------------------------------------
+
 std::string ErrorJson(const Status& s) {
   JsonOut out;
   out.BeginObject().Key("error").BeginObject();
@@ -121,7 +256,7 @@ std::string ErrorJson(const Status& s) {
   out.Field("message", IsCleanText(s.message()) ? s.message() : "invalid request");
   if (!s.field().empty()) out.Field("field", s.field());
   out.EndObject().EndObject();
-  return out.str();
+  return out.Release();
 }
 
 }  // namespace offbrand

@@ -1,5 +1,6 @@
 // Newest-first pages over id-ordered LMDB keys, shared by the collection
-// lists (collections.cc) and the offline feed reads (feeds.cc).
+// lists (collections.cc) and the offline feed reads (feeds.cc, follows.cc),
+// and the small helpers those reads share.
 //
 // Keys scanned are `prefix` + a big-endian u64 id (the kCollections rows
 // with an empty prefix, or an index such as kCollectionsByAuthor with the
@@ -17,10 +18,65 @@
 #include <string_view>
 
 #include "http_server.h"
+#include "json.h"
 #include "offbrand/status.h"
 #include "offbrand/store.h"
 
 namespace offbrand {
+
+// A u64 id as an 8-byte big-endian key, on the stack.
+class PageIdKey {
+ public:
+  explicit PageIdKey(uint64_t id) {
+    for (int i = 0; i < 8; ++i) bytes_[i] = static_cast<char>(id >> (8 * (7 - i)));
+  }
+  operator std::string_view() const { return std::string_view(bytes_, sizeof(bytes_)); }
+
+ private:
+  char bytes_[8];
+};
+
+// Point reads of rows keyed by a u64 id through one cursor, for reads that
+// fetch many rows of one database in one transaction: LMDB answers a seek
+// that lands on the page its cursor is on by searching that page alone, so
+// nearby ids (a feed page's newest items) skip the descent from the root.
+class RowReader {
+ public:
+  RowReader(const Txn& txn, Db db) : cursor_(txn.OpenCursor(db)) {}
+  // OK with *value (valid until the transaction ends) or NotFound.
+  Status Get(uint64_t id, std::string_view* value) {
+    const PageIdKey key(id);
+    if (!cursor_.Seek(key) || cursor_.key() != std::string_view(key)) return Status::NotFound();
+    *value = cursor_.value();
+    return Status::Ok();
+  }
+
+ private:
+  Cursor cursor_;
+};
+
+// Bytes to reserve for a feed page of `limit` entries (an enriched activity
+// is about 400 bytes), so the page is written without regrowing.
+constexpr size_t FeedPageBytesHint(int limit) {
+  return 64 + static_cast<size_t>(limit > 0 ? limit : 0) * 512;
+}
+
+// Sends `out` as the JSON response (its text is moved into the response,
+// not copied again as ctx.SendJson(out.str()) would).
+inline void SendJsonOut(RequestContext& ctx, int status, JsonOut& out) {
+  ctx.res.status = status;
+  ctx.res.body = out.Release();
+  if (!ctx.res.headers.empty()) ctx.res.headers.erase("Content-Type");
+  ctx.res.set_header("Content-Type", "application/json");
+}
+
+// Sends a finished JSON body kept elsewhere (a copy goes into the response).
+inline void SendCachedJson(RequestContext& ctx, const std::string& body) {
+  ctx.res.status = 200;
+  ctx.res.body = body;
+  if (!ctx.res.headers.empty()) ctx.res.headers.erase("Content-Type");
+  ctx.res.set_header("Content-Type", "application/json");
+}
 
 // The exclusive upper bound of a page: every id when `cursor` is empty, else
 // the ids below the last id of the previous page. 422 for a bad cursor.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "collections.h"
+#include "follows.h"
 #include "offbrand/log.h"
 #include "offbrand/model.h"
 #include "ops.h"
@@ -38,11 +39,11 @@ struct MigrationStep {
 // every later migration.
 Status MigrateV0ToV1(WriteTxn&) { return Status::Ok(); }
 
-// v1 -> v2: the duplicate-url index was keyed by collection id + the raw
-// url, which LMDB's 511-byte key limit broke for long urls. v2 keys it by
+// The duplicate-url index was keyed by collection id + the raw url in v1,
+// which LMDB's 511-byte key limit broke for long urls; v2 keys it by
 // collection id + SHA-256(url) + item id (collections.h). The index is
 // derived data: drop every entry and rebuild it from the item rows.
-Status MigrateV1ToV2(WriteTxn& txn) {
+Status RebuildItemUrlIndex(WriteTxn& txn) {
   std::vector<std::string> old_keys;
   {
     Cursor c = txn.OpenCursor(Db::kItemUrls);
@@ -71,11 +72,19 @@ Status MigrateV1ToV2(WriteTxn& txn) {
   return Status::Ok();
 }
 
+// v1 -> v2: the duplicate-url index in its hashed layout, and the follow
+// counters and feed heads (follows.h), all derived from the rows.
+Status MigrateV1ToV2(WriteTxn& txn) {
+  if (Status s = RebuildItemUrlIndex(txn); !s.ok()) return s;
+  return RebuildFollowIndexesInTxn(txn);
+}
+
 // The steps in order; steps[i].from == i. Add a step here (and bump
 // kSchemaVersion in ops.h) whenever the stored layout changes.
 constexpr MigrationStep kMigrationSteps[] = {
     {0, "stamp the schema version of a store written before versions existed", MigrateV0ToV1},
-    {1, "re-key the duplicate-url index by SHA-256 of the url", MigrateV1ToV2},
+    {1, "re-key the duplicate-url index by SHA-256 of the url; derive follow counts and feed heads",
+     MigrateV1ToV2},
 };
 static_assert(sizeof(kMigrationSteps) / sizeof(kMigrationSteps[0]) == kSchemaVersion,
               "one migration step per schema version");

@@ -20,7 +20,7 @@ const char* const kDbNames[] = {
     "sessions",   "used_tokens",    "collections",       "collections_by_author",
     "items",      "items_by_collection", "item_urls",    "follows",
     "followers",  "collection_follows", "collection_followers", "outbox",
-    "dead",
+    "dead",       "feed_heads",     "feed_sources",      "follow_counts",
 };
 static_assert(sizeof(kDbNames) / sizeof(kDbNames[0]) == static_cast<int>(Db::kCount),
               "every Db has a name");

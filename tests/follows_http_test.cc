@@ -9,6 +9,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
+#include <map>
+#include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -16,6 +21,7 @@
 #include <chrono>
 #include <thread>
 
+#include "follows.h"
 #include "jwt.h"
 #include "offbrand/outbox.h"
 #include "stream_double.h"
@@ -591,6 +597,578 @@ BOOST_FIXTURE_TEST_CASE(StreamCredentialsAre503WithoutKeys, Fixture) {
   HttpReply r = api.Get(kApi + "/stream/credentials", alice);
   BOOST_TEST(r.status == 503);
   BOOST_TEST(r.error_code() == "stream_not_configured");
+}
+
+
+// ---- feed heads, counters, deep pagination -----------------------------------------
+
+// The objects of every page of a feed, following the cursors with page size
+// `limit`; fails on a page that is not 200 or a loop of more than 1000 pages.
+std::vector<std::string> AllFeedObjects(const TestApi& api, const std::string& feed,
+                                        const std::string& token, int limit) {
+  std::vector<std::string> objects;
+  std::string cursor;
+  for (int pages = 0; pages < 1000; ++pages) {
+    std::string path = kApi + "/feeds/" + feed + "?limit=" + std::to_string(limit);
+    if (!cursor.empty()) path += "&cursor=" + cursor;
+    HttpReply r = api.Get(path, token);
+    BOOST_REQUIRE_MESSAGE(r.status == 200, path << ": " << r.status << " " << r.body);
+    Json items = r.json().at("items");
+    BOOST_REQUIRE(items.size() <= static_cast<size_t>(limit));
+    for (size_t i = 0; i < items.size(); ++i) objects.push_back(items.at(i).at("object").str());
+    if (r.json().at("next").is_null()) return objects;
+    BOOST_REQUIRE_MESSAGE(items.size() == static_cast<size_t>(limit), "a short page with a next");
+    cursor = r.json().at("next").str();
+  }
+  BOOST_FAIL("feed " << feed << " never ended");
+  return objects;
+}
+
+// The second ids of every (first, x) row of `db`.
+std::vector<uint64_t> RowsUnder(const Txn& txn, Db db, uint64_t first) {
+  std::vector<uint64_t> ids;
+  Cursor c = txn.OpenCursor(db);
+  for (bool ok = c.Seek(U64Key(first)); ok; ok = c.Next()) {
+    if (c.key().size() != 16 || GetU64BE(c.key()) != first) break;
+    ids.push_back(GetU64BE(c.key().substr(8)));
+  }
+  return ids;
+}
+
+// What a feed must show, worked out by brute force from the follow rows and
+// the id indexes (not from the feed heads): every entry of every source the
+// user follows, newest first, as "<prefix><id>".
+std::vector<std::string> ExpectedFeed(Store& store, uint64_t user, Db follows, Db entries,
+                                      const std::string& prefix) {
+  auto txn = store.BeginRead();
+  BOOST_REQUIRE(txn.ok());
+  std::vector<uint64_t> ids;
+  for (uint64_t source : RowsUnder(**txn, follows, user)) {
+    for (uint64_t id : RowsUnder(**txn, entries, source)) ids.push_back(id);
+  }
+  std::sort(ids.rbegin(), ids.rend());
+  std::vector<std::string> out;
+  for (uint64_t id : ids) out.push_back(prefix + std::to_string(id));
+  return out;
+}
+std::vector<std::string> ExpectedTimeline(Store& store, uint64_t user) {
+  return ExpectedFeed(store, user, Db::kCollectionFollows, Db::kItemsByCollection, "Content:");
+}
+std::vector<std::string> ExpectedNotifications(Store& store, uint64_t user) {
+  return ExpectedFeed(store, user, Db::kFollows, Db::kCollectionsByAuthor, "Collection:");
+}
+
+// Rows of `db` (self-follows included) whose first id is `first`.
+uint64_t RowCount(Store& store, Db db, uint64_t first) {
+  auto txn = store.BeginRead();
+  BOOST_REQUIRE(txn.ok());
+  return RowsUnder(**txn, db, first).size();
+}
+
+// The problems CheckFollowIndexes finds in `store` (`offbrand check` runs it).
+std::vector<std::string> IndexProblems(Store& store) {
+  auto txn = store.BeginRead();
+  BOOST_REQUIRE(txn.ok());
+  std::vector<std::string> problems;
+  const uint64_t n = CheckFollowIndexes(**txn, [&](const std::string& p) { problems.push_back(p); });
+  BOOST_TEST(n == problems.size());
+  return problems;
+}
+
+// Random follows, unfollows, link and collection creates and deletes over
+// HTTP; after each step, for every user, the timeline and notifications paged
+// with a random page size equal the brute-force answer from the rows. This
+// exercises the feed heads where they can go wrong: heads of deleted newest
+// entries, follows of sources with old entries, unfollow and refollow.
+BOOST_FIXTURE_TEST_CASE(FeedsEqualTheBruteForceMergeThroughRandomChanges, Fixture) {
+  const std::vector<std::string> names = {"ann", "ben", "cat", "dan"};
+  std::vector<std::string> tokens;
+  std::vector<uint64_t> ids;
+  for (const std::string& n : names) {
+    tokens.push_back(server.SignUp(n));
+    ids.push_back(UserId(tokens.back()));
+  }
+  const unsigned seed = 20261202;
+  std::mt19937 rng(seed);
+  BOOST_TEST_MESSAGE("seed " << seed);
+  struct Coll { uint64_t id; size_t author; std::vector<uint64_t> items; };
+  std::vector<Coll> colls;
+  int link = 0;
+  for (int step = 0; step < 160; ++step) {
+    const size_t u = rng() % names.size();
+    const int op = static_cast<int>(rng() % 100);
+    if (op < 12 || colls.empty()) {
+      colls.push_back(Coll{CreateCollection(tokens[u], "c" + std::to_string(step)), u, {}});
+    } else if (op < 50) {
+      Coll& c = colls[rng() % colls.size()];
+      c.items.push_back(AddItem(tokens[c.author], c.id, "l" + std::to_string(link++)));
+    } else if (op < 62) {
+      const Coll& c = colls[rng() % colls.size()];
+      BOOST_TEST(api.Put(Path("/collections/", c.id, "/follow"), "", tokens[u]).status == 200);
+    } else if (op < 68) {
+      const Coll& c = colls[rng() % colls.size()];
+      const int st = api.Delete(Path("/collections/", c.id, "/follow"), tokens[u]).status;
+      BOOST_TEST((st == 200 || (st == 400 && c.author == u)));
+    } else if (op < 78) {
+      const size_t v = rng() % names.size();
+      const std::string path = kApi + "/users/" + names[v] + "/follow";
+      const int st = rng() % 3 == 0 ? api.Delete(path, tokens[u]).status
+                                     : api.Put(path, "", tokens[u]).status;
+      BOOST_TEST((st == 200 || (st == 400 && v == u)));
+    } else if (op < 90) {
+      // Delete a link, most often the newest of its collection (its head).
+      Coll& c = colls[rng() % colls.size()];
+      if (c.items.empty()) continue;
+      const size_t at = rng() % 2 == 0 ? c.items.size() - 1 : rng() % c.items.size();
+      const int st = api.Delete(Path("/items/", c.items[at], ""), tokens[c.author]).status;
+      BOOST_TEST((st == 200 || st == 204));
+      c.items.erase(c.items.begin() + static_cast<long>(at));
+    } else {
+      const size_t at = rng() % colls.size();
+      const int st = api.Delete(Path("/collections/", colls[at].id, ""),
+                                tokens[colls[at].author]).status;
+      BOOST_TEST((st == 200 || st == 204));
+      colls.erase(colls.begin() + static_cast<long>(at));
+    }
+    if (step % 8 != 7) continue;
+    BOOST_TEST(IndexProblems(server.store()).empty());
+    for (size_t v = 0; v < names.size(); ++v) {
+      const int limit = 1 + static_cast<int>(rng() % 6);
+      BOOST_TEST_CONTEXT("step " << step << ", " << names[v] << ", limit " << limit) {
+        BOOST_TEST(AllFeedObjects(api, "timeline", tokens[v], limit) ==
+                   ExpectedTimeline(server.store(), ids[v]));
+        BOOST_TEST(AllFeedObjects(api, "notifications", tokens[v], limit) ==
+                   ExpectedNotifications(server.store(), ids[v]));
+      }
+    }
+  }
+}
+
+// The derived rows pass the check after random changes (stale heads of
+// deleted entries included), and the check names each kind of damage.
+BOOST_FIXTURE_TEST_CASE(CheckPassesDerivedRowsAndNamesBrokenCountersAndHeads, Fixture) {
+  const std::string alice = server.SignUp("alice");
+  const std::string bob = server.SignUp("bob");
+  const uint64_t alice_id = UserId(alice);
+  const uint64_t cid = CreateCollection(bob, "c");
+  AddItem(bob, cid, "one");
+  const uint64_t newest = AddItem(bob, cid, "two");
+  BOOST_REQUIRE(api.Put(Path("/collections/", cid, "/follow"), "", alice).status == 200);
+  BOOST_REQUIRE(api.Put(kApi + "/users/bob/follow", "", alice).status == 200);
+  BOOST_REQUIRE(api.Delete(Path("/items/", newest, ""), bob).status / 100 == 2);
+  std::vector<std::string> problems = IndexProblems(server.store());
+  BOOST_TEST(problems.empty(), "unexpected: " << (problems.empty() ? "" : problems[0]));
+
+  struct Damage { const char* what; std::function<Status(WriteTxn&)> apply; const char* names; };
+  const std::vector<Damage> damages = {
+      {"a counter off by one",
+       [&](WriteTxn& txn) {
+         std::string key(1, static_cast<char>(Db::kFollowers));
+         key += U64Key(UserId(bob));
+         return txn.Put(Db::kFollowCounts, key, U64Key(7));
+       },
+       "follow_counts"},
+      {"a head row removed",
+       [&](WriteTxn& txn) {
+         std::vector<std::string> keys;
+         Cursor c = txn.OpenCursor(Db::kFeedHeads);
+         for (bool ok = c.First(); ok; ok = c.Next()) {
+           if (GetU64BE(c.key().substr(1)) == alice_id) keys.emplace_back(c.key());
+         }
+         for (const std::string& k : keys) {
+           if (Status st = txn.Del(Db::kFeedHeads, k); !st.ok()) return st;
+         }
+         return Status::Ok();
+       },
+       "lacks source"},
+      {"a source head lost",
+       [&](WriteTxn& txn) {
+         std::string key(1, '\x01');  // the timeline's sources
+         key += U64Key(cid);
+         return txn.Del(Db::kFeedSources, key);
+       },
+       "below its newest entry"},
+  };
+  for (const Damage& d : damages) {
+    BOOST_TEST_CONTEXT(d.what) {
+      // Damage a copy: run it in a transaction that is rolled back.
+      Status s = server.store().Write([&](WriteTxn& txn) -> Status {
+        if (Status a = d.apply(txn); !a.ok()) return a;
+        std::vector<std::string> found;
+        CheckFollowIndexes(txn, [&](const std::string& p) { found.push_back(p); });
+        BOOST_TEST(!found.empty());
+        bool named = false;
+        for (const std::string& p : found) named = named || p.find(d.names) != std::string::npos;
+        BOOST_TEST(named, (found.empty() ? std::string() : found[0]));
+        return Status::BadRequest("rollback", "test damage is not kept");
+      });
+      BOOST_TEST(s.error_code() == "rollback");
+    }
+  }
+  BOOST_TEST(IndexProblems(server.store()).empty());
+}
+
+// Pages through a timeline and notifications with small pages while another
+// client keeps adding links and collections: every entry that existed when
+// the first page was read shows exactly once, newest first, and nothing
+// added meanwhile slips into a later page.
+BOOST_FIXTURE_TEST_CASE(DeepPagesHaveNoGapsOrDuplicatesWhileEntriesAreAdded, Fixture) {
+  const std::string alice = server.SignUp("alice");
+  const std::string bob = server.SignUp("bob");
+  const std::string carol = server.SignUp("carol");
+  const uint64_t alice_id = UserId(alice);
+  std::vector<uint64_t> followed;
+  for (int i = 0; i < 3; ++i) followed.push_back(CreateCollection(bob, "b" + std::to_string(i)));
+  for (int i = 0; i < 3; ++i) followed.push_back(CreateCollection(carol, "c" + std::to_string(i)));
+  const uint64_t unfollowed = CreateCollection(carol, "not followed");
+  for (int i = 0; i < 60; ++i) {
+    const uint64_t cid = followed[static_cast<size_t>(i * 7 % 6)];
+    AddItem(cid <= followed[2] ? bob : carol, cid, "old" + std::to_string(i));
+    if (i % 10 == 0) AddItem(carol, unfollowed, "noise" + std::to_string(i));
+  }
+  for (uint64_t cid : followed) {
+    BOOST_REQUIRE(api.Put(Path("/collections/", cid, "/follow"), "", alice).status == 200);
+  }
+  BOOST_REQUIRE(api.Put(kApi + "/users/bob/follow", "", alice).status == 200);
+  BOOST_REQUIRE(api.Put(kApi + "/users/carol/follow", "", alice).status == 200);
+  for (int i = 0; i < 12; ++i) CreateCollection(i % 2 ? bob : carol, "more" + std::to_string(i));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> added{0};
+  std::thread writer([&] {
+    TestApi w = server.api();
+    for (int i = 0; !stop.load() && i < 400; ++i) {
+      const uint64_t cid = followed[static_cast<size_t>(i % 6)];
+      const std::string& token = cid <= followed[2] ? bob : carol;
+      HttpReply r = w.Post(kApi + "/collections/" + std::to_string(cid) + "/items",
+                           R"({"url":"https://example.com/new)" + std::to_string(i) +
+                               R"(","title":"new"})",
+                           token);
+      if (r.status == 201) added.fetch_add(1);
+      if (i % 5 == 0) {
+        w.Post(kApi + "/collections", R"({"name":"n)" + std::to_string(i) + R"(","description":"d"})",
+               token);
+      }
+    }
+  });
+  for (const std::string feed : {"timeline", "notifications"}) {
+    // The snapshot: everything up to the first page's newest entry.
+    const std::vector<std::string> paged = AllFeedObjects(api, feed, alice, 4);
+    BOOST_REQUIRE(!paged.empty());
+    const std::vector<std::string> now = feed == "timeline"
+                                             ? ExpectedTimeline(server.store(), alice_id)
+                                             : ExpectedNotifications(server.store(), alice_id);
+    auto id_of = [](const std::string& object) {
+      return std::stoull(object.substr(object.find(':') + 1));
+    };
+    std::vector<std::string> expected;
+    for (const std::string& o : now) {
+      if (id_of(o) <= id_of(paged.front())) expected.push_back(o);
+    }
+    BOOST_TEST_CONTEXT(feed) {
+      BOOST_TEST(paged.size() >= (feed == std::string("timeline") ? 60u : 19u));
+      BOOST_TEST(paged == expected);
+    }
+  }
+  stop.store(true);
+  writer.join();
+  BOOST_TEST(added.load() > 0);
+  // A fresh first page starts with the newest link.
+  BOOST_TEST(FeedObjects("timeline", alice).front() == ExpectedTimeline(server.store(), alice_id).front());
+}
+
+// Counts come from counters kept in the follow's own transaction: they must
+// match the rows (without self-follows) through follows, unfollows, deletes
+// of collections and users, and leave no counter behind for what is gone.
+BOOST_FIXTURE_TEST_CASE(FollowCountsMatchTheRowsThroughFollowsUnfollowsAndDeletes, Fixture) {
+  const std::string alice = server.SignUp("alice");
+  const std::string bob = server.SignUp("bob");
+  const std::string carol = server.SignUp("carol");
+  const uint64_t bob_id = UserId(bob);
+  const uint64_t cid = CreateCollection(bob, "popular");
+  auto counts_match = [&](const std::string& context) {
+    BOOST_TEST_CONTEXT(context) {
+      for (const std::string name : {"alice", "bob", "carol"}) {
+        HttpReply followers = api.Get(kApi + "/users/" + name + "/followers");
+        if (followers.status == 404) continue;
+        HttpReply following = api.Get(kApi + "/users/" + name + "/following");
+        HttpReply profile = api.Get(kApi + "/users/" + name);
+        BOOST_REQUIRE_EQUAL(profile.status, 200);
+        const int64_t id = profile.json().at("id").num();
+        const uint64_t uid = static_cast<uint64_t>(id);
+        const int64_t self = 1;  // every confirmed user follows themselves
+        BOOST_TEST(followers.json().at("count").num() ==
+                   static_cast<int64_t>(RowCount(server.store(), Db::kFollowers, uid)) - self);
+        BOOST_TEST(following.json().at("count").num() ==
+                   static_cast<int64_t>(RowCount(server.store(), Db::kFollows, uid)) - self);
+        BOOST_TEST(profile.json().at("follower_count").num() == followers.json().at("count").num());
+        BOOST_TEST(profile.json().at("following_count").num() == following.json().at("count").num());
+        BOOST_TEST(followers.json().at("items").size() ==
+                   static_cast<size_t>(followers.json().at("count").num()));
+      }
+    }
+  };
+  counts_match("start");
+  BOOST_TEST(api.Put(kApi + "/users/bob/follow", "", alice).json().at("follower_count").num() == 1);
+  BOOST_TEST(api.Put(kApi + "/users/bob/follow", "", carol).json().at("follower_count").num() == 2);
+  BOOST_TEST(api.Put(kApi + "/users/bob/follow", "", carol).json().at("follower_count").num() == 2);
+  BOOST_TEST(api.Put(kApi + "/users/carol/follow", "", bob).json().at("follower_count").num() == 1);
+  BOOST_TEST(api.Put(Path("/collections/", cid, "/follow"), "", alice).json().at("follower_count").num() == 1);
+  BOOST_TEST(api.Put(Path("/collections/", cid, "/follow"), "", carol).json().at("follower_count").num() == 2);
+  BOOST_TEST(api.Put(Path("/collections/", cid, "/follow"), "", bob).json().at("follower_count").num() == 2);
+  counts_match("after follows");
+  BOOST_TEST(api.Get(Path("/collections/", cid, "")).json().at("follower_count").num() == 2);
+  BOOST_TEST(api.Get(Path("/collections/", cid, "/followers")).json().at("count").num() == 2);
+  BOOST_TEST(api.Delete(kApi + "/users/bob/follow", alice).json().at("follower_count").num() == 1);
+  BOOST_TEST(api.Delete(kApi + "/users/bob/follow", alice).json().at("follower_count").num() == 1);
+  BOOST_TEST(api.Delete(Path("/collections/", cid, "/follow"), carol).json().at("follower_count").num() == 1);
+  counts_match("after unfollows");
+
+  const uint64_t doomed = CreateCollection(carol, "doomed");
+  BOOST_TEST(api.Put(Path("/collections/", doomed, "/follow"), "", alice).status == 200);
+  HttpReply gone = api.Delete(Path("/collections/", doomed, ""), carol);
+  BOOST_REQUIRE(gone.status == 200 || gone.status == 204);
+  HttpReply gone_user = api.Delete(kApi + "/users/bob", bob);
+  BOOST_REQUIRE(gone_user.status == 200 || gone_user.status == 204);
+  counts_match("after deletes");
+  BOOST_TEST(api.Get(kApi + "/users/carol/followers").json().at("count").num() == 0);
+
+  // Nothing derived is left for the deleted user or collections.
+  auto txn = server.store().BeginRead();
+  BOOST_REQUIRE(txn.ok());
+  // Counter keys are tagged with the follow index they count; source keys
+  // with the feed (1 timeline: collections, 2 notifications: users).
+  auto names_collection = [](Db db, int tag) {
+    if (db == Db::kFollowCounts) return tag == static_cast<int>(Db::kCollectionFollowers);
+    return tag == 1;
+  };
+  for (Db db : {Db::kFollowCounts, Db::kFeedSources}) {
+    Cursor c = (*txn)->OpenCursor(db);
+    for (bool ok = c.First(); ok; ok = c.Next()) {
+      const int tag = static_cast<unsigned char>(c.key()[0]);
+      const uint64_t id = GetU64BE(c.key().substr(1));
+      BOOST_TEST_CONTEXT(DbName(db) << " tag " << tag << " id " << id) {
+        if (names_collection(db, tag)) {
+          BOOST_TEST(id != cid);
+          BOOST_TEST(id != doomed);
+        } else {
+          BOOST_TEST(id != bob_id);
+        }
+      }
+    }
+  }
+  Cursor heads = (*txn)->OpenCursor(Db::kFeedHeads);
+  for (bool ok = heads.First(); ok; ok = heads.Next()) {
+    BOOST_TEST(GetU64BE(heads.key().substr(1)) != bob_id);
+    BOOST_TEST(GetU64BE(heads.key().substr(17)) != bob_id);
+  }
+}
+
+// A store written before the counters and heads existed (schema 1, none of
+// those rows) is migrated on start: every count and feed answers as before.
+BOOST_AUTO_TEST_CASE(MigratingASchemaOneStoreRebuildsCountsAndFeedHeads) {
+  TempDir dir;
+  std::optional<TestServer> server;
+  server.emplace(dir.path());
+  TestApi api = server->api();
+  const std::string alice = server->SignUp("alice");
+  const std::string bob = server->SignUp("bob");
+  std::vector<uint64_t> cids;
+  for (int i = 0; i < 4; ++i) {
+    HttpReply r = api.Post(kApi + "/collections", R"({"name":"c)" + std::to_string(i) +
+                                                      R"(","description":"d"})", i % 2 ? alice : bob);
+    BOOST_REQUIRE_EQUAL(r.status, 201);
+    cids.push_back(static_cast<uint64_t>(r.json().at("id").num()));
+  }
+  std::vector<uint64_t> items;
+  for (int i = 0; i < 12; ++i) {
+    const uint64_t cid = cids[static_cast<size_t>(i % 4)];
+    HttpReply r = api.Post(Path("/collections/", cid, "/items"),
+                           R"({"url":"https://example.com/)" + std::to_string(i) +
+                               R"(","title":"t"})", i % 2 ? alice : bob);
+    BOOST_REQUIRE_EQUAL(r.status, 201);
+    items.push_back(static_cast<uint64_t>(r.json().at("id").num()));
+  }
+  BOOST_REQUIRE(api.Put(kApi + "/users/bob/follow", "", alice).status == 200);
+  BOOST_REQUIRE(api.Put(Path("/collections/", cids[0], "/follow"), "", alice).status == 200);
+  BOOST_REQUIRE(api.Put(Path("/collections/", cids[1], "/follow"), "", bob).status == 200);
+  BOOST_REQUIRE(api.Delete(Path("/items/", items[8], ""), bob).status / 100 == 2);  // a head
+  auto answers = [&](const TestApi& a) {
+    std::vector<std::string> out;
+    for (const std::string& token : {alice, bob}) {
+      for (const std::string feed : {"timeline", "notifications"}) {
+        for (const std::string& o : AllFeedObjects(a, feed, token, 3)) out.push_back(o);
+        out.push_back("|");
+      }
+    }
+    for (const std::string name : {"alice", "bob"}) {
+      Json profile = a.Get(kApi + "/users/" + name).json();  // last_seen moves on
+      out.push_back(std::to_string(profile.at("follower_count").num()) + " " +
+                    std::to_string(profile.at("following_count").num()));
+      out.push_back(a.Get(kApi + "/users/" + name + "/followers").body);
+      out.push_back(a.Get(kApi + "/users/" + name + "/following").body);
+    }
+    for (uint64_t cid : cids) out.push_back(a.Get(Path("/collections/", cid, "/followers")).body);
+    return out;
+  };
+  const std::vector<std::string> before = answers(api);
+  server.reset();
+
+  {
+    StoreOptions options;
+    options.dir = dir.path();
+    auto store = Store::Open(options);
+    BOOST_REQUIRE(store.ok());
+    Status s = (*store)->Write([](WriteTxn& txn) -> Status {
+      for (Db db : {Db::kFeedHeads, Db::kFeedSources, Db::kFollowCounts}) {
+        std::vector<std::string> keys;
+        Cursor c = txn.OpenCursor(db);
+        for (bool ok = c.First(); ok; ok = c.Next()) keys.emplace_back(c.key());
+        BOOST_TEST(!keys.empty());
+        for (const std::string& k : keys) {
+          if (Status d = txn.Del(db, k); !d.ok()) return d;
+        }
+      }
+      return txn.Put(Db::kMeta, "schema_version", U64Key(1));
+    });
+    BOOST_REQUIRE_MESSAGE(s.ok(), s.message());
+  }
+
+  server.emplace(dir.path());
+  const std::vector<std::string> after = answers(server->api());
+  BOOST_TEST(after == before, boost::test_tools::per_element());
+}
+
+std::string Dump(const std::map<std::string, std::vector<std::string>>& feeds) {
+  std::string s;
+  for (const auto& [id, objects] : feeds) {
+    s += id + ":";
+    for (const std::string& o : objects) s += " " + o;
+    s += "\n";
+  }
+  return s;
+}
+
+// Every activity of the Stream double's feeds of `group`, per feed id:
+// foreign ids newest first.
+std::map<std::string, std::vector<std::string>> DoubleFeeds(const StreamDouble& dbl,
+                                                            const std::string& group) {
+  std::map<std::string, std::vector<std::string>> feeds;
+  Json all = Json(dbl.StateJson()).at("feeds");
+  simdjson::dom::object obj;
+  BOOST_REQUIRE(all.raw().get(obj) == simdjson::SUCCESS);
+  for (auto field : obj) {
+    const std::string name(field.key);
+    if (name.rfind(group + ":", 0) != 0) continue;
+    const std::string id = name.substr(group.size() + 1);
+    for (const DoubleActivity& a : dbl.FeedActivities(group, id)) feeds[id].push_back(a.foreign_id);
+    if (feeds[id].empty()) feeds.erase(id);
+  }
+  return feeds;
+}
+
+// Deleting users, one long synced and one whose records never left, then
+// letting sync converge: Stream's follow graph, users, user and collection
+// feeds and every follower's Timeline and Notifications equal what the
+// server answers from LMDB.
+BOOST_AUTO_TEST_CASE(AfterDeletingUsersStreamsGraphAndFeedsEqualTheLocalOnes) {
+  StreamDouble dbl;
+  BOOST_REQUIRE(dbl.Start().ok());
+  TempDir dir;
+  TestServer server(dir.path(), [&](Config& c) {
+    c.stream_api_key = "testkey";
+    c.stream_api_secret = "testsecret";
+    c.stream_app_id = "1";
+    c.stream_base_url = dbl.base_url();
+    c.sync_retry_max_ms = 500;
+  });
+  TestApi api = server.api();
+  const Config& config = server.app().config();
+  std::map<std::string, std::string> tokens;
+  std::map<std::string, uint64_t> ids;
+  for (const std::string name : {"alice", "bob", "carol", "dave"}) {
+    tokens[name] = server.SignUp(name);
+    ids[name] = static_cast<uint64_t>(api.Get(kApi + "/me", tokens[name]).json().at("id").num());
+  }
+  std::vector<uint64_t> cids;
+  auto create = [&](const std::string& who, int links) {
+    HttpReply r = api.Post(kApi + "/collections", R"({"name":")" + who + std::to_string(cids.size()) +
+                                                      R"(","description":"d"})", tokens[who]);
+    BOOST_REQUIRE_EQUAL(r.status, 201);
+    const uint64_t cid = static_cast<uint64_t>(r.json().at("id").num());
+    cids.push_back(cid);
+    for (int i = 0; i < links; ++i) {
+      HttpReply l = api.Post(Path("/collections/", cid, "/items"),
+                             R"({"url":"https://example.com/)" + std::to_string(cid) + "/" +
+                                 std::to_string(i) + R"(","title":"t"})", tokens[who]);
+      BOOST_REQUIRE_EQUAL(l.status, 201);
+    }
+    return cid;
+  };
+  const uint64_t b1 = create("bob", 3), b2 = create("bob", 2), c1 = create("carol", 2);
+  const uint64_t d1 = create("dave", 1);
+  for (const auto& [who, whom] : std::vector<std::pair<std::string, std::string>>{
+           {"alice", "bob"}, {"alice", "carol"}, {"bob", "alice"}, {"carol", "bob"},
+           {"dave", "bob"}, {"carol", "dave"}}) {
+    BOOST_REQUIRE(api.Put(kApi + "/users/" + whom + "/follow", "", tokens[who]).status == 200);
+  }
+  for (const auto& [who, cid] : std::vector<std::pair<std::string, uint64_t>>{
+           {"alice", b1}, {"carol", b2}, {"bob", c1}, {"alice", d1}, {"dave", b1}}) {
+    BOOST_REQUIRE(api.Put(Path("/collections/", cid, "/follow"), "", tokens[who]).status == 200);
+  }
+  auto converge = [&] {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!OutboxRecords(server.store()).empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    BOOST_REQUIRE_MESSAGE(OutboxRecords(server.store()).empty(), "sync did not converge");
+    BOOST_TEST(DeadRecords(server.store()).empty());
+  };
+  converge();
+  BOOST_REQUIRE(dbl.HasUser(std::to_string(ids["bob"])));
+
+  // Bob's records have all reached Stream; dave's last ones have not when he
+  // goes (his new link and follow may compact away with their removal).
+  BOOST_REQUIRE(api.Delete(kApi + "/users/bob", tokens["bob"]).status / 100 == 2);
+  create("dave", 1);
+  BOOST_REQUIRE(api.Put(kApi + "/users/alice/follow", "", tokens["dave"]).status == 200);
+  BOOST_REQUIRE(api.Delete(kApi + "/users/dave", tokens["dave"]).status / 100 == 2);
+  converge();
+
+  BOOST_TEST(Join(DoubleFollowGraph(dbl)) == Join(LocalFollowGraph(server.store(), config)));
+  BOOST_TEST(!dbl.HasUser(std::to_string(ids["bob"])));
+  BOOST_TEST(!dbl.HasUser(std::to_string(ids["dave"])));
+  BOOST_TEST(dbl.HasUser(std::to_string(ids["alice"])));
+  BOOST_TEST(dbl.HasUser(std::to_string(ids["carol"])));
+
+  // Source feeds: a user's collections and a collection's links.
+  std::map<std::string, std::vector<std::string>> local_user, local_collections;
+  for (const std::string name : {"alice", "carol"}) {
+    std::vector<std::string> objects = AllFeedObjects(api, "user/" + name, "", 100);
+    if (!objects.empty()) local_user[std::to_string(ids[name])] = objects;
+  }
+  for (uint64_t cid : cids) {
+    HttpReply r = api.Get(Path("/feeds/collection/", cid, "?limit=100"));
+    if (r.status == 404) continue;
+    BOOST_REQUIRE_EQUAL(r.status, 200);
+    std::vector<std::string> objects = AllFeedObjects(api, "collection/" + std::to_string(cid), "", 100);
+    if (!objects.empty()) local_collections[std::to_string(cid)] = objects;
+  }
+  BOOST_TEST(Dump(DoubleFeeds(dbl, config.feed_user)) == Dump(local_user));
+  BOOST_TEST(Dump(DoubleFeeds(dbl, config.feed_collections)) == Dump(local_collections));
+
+  // Follower feeds, as Stream fans them out, equal our offline ones.
+  std::map<std::string, std::vector<std::string>> local_timeline, local_notifications;
+  for (const std::string name : {"alice", "carol"}) {
+    const std::string id = std::to_string(ids[name]);
+    std::vector<std::string> t = AllFeedObjects(api, "timeline", tokens[name], 100);
+    std::vector<std::string> n = AllFeedObjects(api, "notifications", tokens[name], 100);
+    if (!t.empty()) local_timeline[id] = t;
+    if (!n.empty()) local_notifications[id] = n;
+  }
+  BOOST_TEST(!local_timeline.empty());
+  BOOST_TEST(Dump(DoubleFeeds(dbl, config.feed_timeline)) == Dump(local_timeline));
+  BOOST_TEST(Dump(DoubleFeeds(dbl, config.feed_notifications)) == Dump(local_notifications));
 }
 
 }  // namespace

@@ -68,6 +68,13 @@ enum class Db : int {
   kCollectionFollowers, // u64 collection + u64 user -> u64 created ms
   kOutbox,              // u64 sequence -> OutboxRecord (outbox.h)
   kDead,                // u64 sequence -> OutboxRecord with last_error
+  // Derived from the follow rows and the two id indexes above, in the same
+  // transactions (follows.h). Feed heads: u8 feed + u64 owner + u64 head id
+  // + u64 source -> empty, one per followed source (a collection for the
+  // timeline, an author for notifications) that ever had an entry.
+  kFeedHeads,
+  kFeedSources,         // u8 feed + u64 source -> u64 newest id ever added
+  kFollowCounts,        // u8 Db of a follow index + u64 first id -> u64 rows
   kCount,
 };
 const char* DbName(Db db);
