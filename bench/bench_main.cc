@@ -75,8 +75,9 @@ using Clock = std::chrono::steady_clock;
 // ---- sizes of the experiment ---------------------------------------------------
 
 constexpr int kConnections = 32;            // every load run
-constexpr int kServerThreads = 36;          // >= connections: httplib keeps a
-                                            // kept-alive connection on one worker
+constexpr int kServerThreads = 36;          // >= connections: the bare httplib
+                                            // server pins a kept-alive connection
+                                            // to a worker; offbrand gets the same
 constexpr int kSetupConnections = 32;
 constexpr int kUsers = 20;                  // u0 .. u19 (Argon2id each: keep few)
 constexpr int kCollectionsTotal = 10'000;   // issue 6 data set
