@@ -273,3 +273,21 @@ BOOST_AUTO_TEST_CASE(RequestFramingWaitsForTheWholeBody) {
                              &need) == Framing::kComplete));
   BOOST_TEST((RequestFraming(std::string(h + 1, 'a'), h, b, &need) == Framing::kTooLarge));
 }
+
+// Brotli at cpp-httplib's quality 11 costs milliseconds of CPU per reply:
+// a browser offering br and gzip gets gzip, br alone gets no compression.
+BOOST_AUTO_TEST_CASE(BrowsersOfferingBrotliGetGzipOrNothing) {
+  TempDir dir;
+  TestServer server(dir.path(), Small);
+  auto encoding = [&](const std::string& accept) {
+    RawConn conn(server.port());
+    conn.Send(Get("/metrics", "Accept-Encoding: " + accept + "\r\n"));
+    std::string reply = conn.ReadReply(2'000);
+    BOOST_REQUIRE_EQUAL(RawStatus(reply), 200);
+    return RawHeader(reply, "Content-Encoding");
+  };
+  BOOST_CHECK_EQUAL(encoding("gzip, deflate, br"), "gzip");
+  BOOST_CHECK_EQUAL(encoding("br"), "");
+  BOOST_CHECK_EQUAL(encoding("gzip"), "gzip");
+  BOOST_CHECK_EQUAL(encoding("identity"), "");
+}
