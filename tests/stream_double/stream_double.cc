@@ -248,7 +248,7 @@ struct User {
 struct Route {
   enum class Kind {
     kUnknown, kUserAdd, kUser, kFeed, kFeedItem, kFollow, kUnfollow, kEnrichFeed, kActivity,
-    kActivities
+    kActivities, kFollowMany
   };
   Kind kind = Kind::kUnknown;
   std::string op = "unknown";  // request counter name
@@ -333,6 +333,17 @@ int64_t RateLimitFor(const std::string& op) {
   return 1000;
 }
 
+// A follow's target must be "<slug>:<id>" and differ from the follower.
+Reply CheckFollow(const std::string& feed, const std::string& target) {
+  const size_t colon = target.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size() ||
+      target.find(':', colon + 1) != std::string::npos) {
+    return InputError("target must be \"<slug>:<id>\"", "target");
+  }
+  if (target == feed) return InputError("a feed cannot follow itself", "target");
+  return Reply{};
+}
+
 Route ParseRoute(const httplib::Request& req) {
   Route r;
   std::string_view target = req.target;
@@ -399,6 +410,9 @@ Route ParseRoute(const httplib::Request& req) {
   } else if (n == 1 && seg[0] == "activity" && m == "POST") {
     r.kind = Route::Kind::kActivity;
     r.op = "activity.update";
+  } else if (n == 1 && seg[0] == "follow_many" && m == "POST") {
+    r.kind = Route::Kind::kFollowMany;
+    r.op = "follow_many";
   } else if (n == 1 && seg[0] == "activities" && m == "GET") {
     r.kind = Route::Kind::kActivities;
     r.op = "activities.get";
@@ -628,9 +642,10 @@ StreamDoubleFaults StreamDouble::faults() const {
 
 void StreamDouble::ClearFaults() { (void)SetFaults(StreamDoubleFaults{}); }
 
-void StreamDouble::SetHangMs(int64_t ms) {
+void StreamDouble::SetHangMs(int64_t ms, bool then_apply) {
   std::lock_guard<std::mutex> lock(mu_);
   faults_.hang_ms = ms;
+  faults_.hang_then_apply = then_apply;
 }
 void StreamDouble::SetDelayMs(int64_t ms) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -687,6 +702,10 @@ Status StreamDouble::ApplyControlJson(std::string_view json) {
       ok = field.value.get(f.reject_credentials) == simdjson::SUCCESS;
     } else if (k == "hang_ms") {
       ok = get_int(&f.hang_ms);
+    } else if (k == "hang_then_apply") {
+      ok = field.value.get(f.hang_then_apply) == simdjson::SUCCESS;
+    } else if (k == "rate_limit_per_minute") {
+      ok = get_int(&f.rate_limit_per_minute) && f.rate_limit_per_minute >= 0;
     } else if (k == "delay_ms") {
       ok = get_int(&f.delay_ms);
     } else if (k == "fail_status") {
@@ -781,6 +800,10 @@ std::string StreamDouble::FaultsJsonLocked() const {
   w.Bool(f.refuse);
   Key(w, "hang_ms");
   w.Int64(f.hang_ms);
+  Key(w, "hang_then_apply");
+  w.Bool(f.hang_then_apply);
+  Key(w, "rate_limit_per_minute");
+  w.Int64(f.rate_limit_per_minute);
   Key(w, "delay_ms");
   w.Int64(f.delay_ms);
   Key(w, "fail_status");
@@ -984,6 +1007,7 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
   const auto started = std::chrono::steady_clock::now();
   const Route route = ParseRoute(req);
   int64_t hang_ms = 0;
+  bool hang_then_apply = false;
   bool refusing = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -991,6 +1015,7 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     ++request_counts_[route.op];
     refusing = faults_.refuse;
     hang_ms = faults_.hang_ms;
+    hang_then_apply = faults_.hang_then_apply;
   }
   // Before each drop: what the client would see if the socket were not found.
   res.status = 503;
@@ -998,9 +1023,12 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     DropConnection(req);
     return;
   }
-  if (hang_ms > 0 && !SleepMs(hang_ms)) {
-    DropConnection(req);  // shutting down
-    return;
+  if (hang_ms > 0) {
+    // Unapplied unless told otherwise (see "slow modes" in the header).
+    if (!SleepMs(hang_ms) || !hang_then_apply) {
+      DropConnection(req);
+      return;
+    }
   }
 
   Reply reply;
@@ -1013,7 +1041,8 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t now_s = NowUs() / 1'000'000;
     const int64_t minute = now_s / 60;
-    limit = RateLimitFor(route.op);
+    limit = faults_.rate_limit_per_minute > 0 ? faults_.rate_limit_per_minute
+                                              : RateLimitFor(route.op);
     const int64_t used = ++rate_windows_[{route.op, minute}];
     remaining = std::max<int64_t>(0, limit - used);
     reset_s = (minute + 1) * 60;
@@ -1113,6 +1142,10 @@ Reply StreamDouble::Authenticate(const httplib::Request& req, const Route& route
       if (resource != "*" && resource != "users") return denied("token resource is not users");
       if (feed_id != "*") return denied("user endpoints need feed_id \"*\"");
       break;
+    case Kind::kFollowMany:
+      if (resource != "*" && resource != "follower") return denied("token resource is not follower");
+      if (feed_id != "*") return denied("follow_many needs feed_id \"*\"");
+      break;
     case Kind::kActivity:
     case Kind::kActivities:
       if (resource != "*" && resource != "activities") {
@@ -1156,6 +1189,8 @@ Reply StreamDouble::Dispatch(const httplib::Request& req, const Route& route) {
       return RemoveActivity(route.feed, route.item, req.get_param_value("foreign_id") == "1");
     case Kind::kFollow:
       return Follow(route.feed, req.body);
+    case Kind::kFollowMany:
+      return FollowMany(req);
     case Kind::kUnfollow: {
       const std::string keep = req.get_param_value("keep_history");
       return Unfollow(route.feed, route.item, keep == "1" || keep == "true");
@@ -1360,17 +1395,52 @@ Reply StreamDouble::Follow(const std::string& feed, std::string_view body) {
   if (obj["target"].get(e) != simdjson::SUCCESS || !AsString(e, &target)) {
     return InputError("target is required", "target");
   }
-  const size_t colon = target.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size() ||
-      target.find(':', colon + 1) != std::string::npos) {
-    return InputError("target must be \"<slug>:<id>\"", "target");
-  }
-  if (target == feed) return InputError("a feed cannot follow itself", "target");
   int64_t copy_limit = kCopyLimitDefault;
   if (obj["activity_copy_limit"].get(e) == simdjson::SUCCESS &&
       (e.get(copy_limit) != simdjson::SUCCESS || copy_limit < 0 || copy_limit > kCopyLimitMax)) {
     return InputError("activity_copy_limit must be 0..1000", "activity_copy_limit");
   }
+  if (Reply bad = CheckFollow(feed, target); bad.status != 200) return bad;
+  return FollowChecked(feed, target, copy_limit);
+}
+
+Reply StreamDouble::FollowMany(const httplib::Request& req) {
+  int64_t copy_limit = kCopyLimitDefault;
+  if (req.has_param("activity_copy_limit")) {
+    const std::string text = req.get_param_value("activity_copy_limit");
+    char* end = nullptr;
+    copy_limit = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || copy_limit < 0 || copy_limit > kCopyLimitMax) {
+      return InputError("activity_copy_limit must be 0..1000", "activity_copy_limit");
+    }
+  }
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(req.body);
+  simdjson::dom::array pairs;
+  if (parser.parse(padded).get(pairs) != simdjson::SUCCESS) {
+    return InputError("the body must be a JSON array of {source, target}");
+  }
+  // All or nothing: validate every pair first.
+  std::vector<std::pair<std::string, std::string>> edges;
+  for (simdjson::dom::element p : pairs) {
+    simdjson::dom::object o;
+    simdjson::dom::element e;
+    std::string source, target;
+    if (p.get(o) != simdjson::SUCCESS || o["source"].get(e) != simdjson::SUCCESS ||
+        !AsString(e, &source) || o["target"].get(e) != simdjson::SUCCESS ||
+        !AsString(e, &target)) {
+      return InputError("every follow needs a string source and target");
+    }
+    if (Reply bad = CheckFollow(source, target); bad.status != 200) return bad;
+    if (Reply bad = CheckFollow(target, source); bad.status != 200) return bad;
+    edges.emplace_back(std::move(source), std::move(target));
+  }
+  for (const auto& [source, target] : edges) (void)FollowChecked(source, target, copy_limit);
+  return Ok(201, "{}");
+}
+
+Reply StreamDouble::FollowChecked(const std::string& feed, const std::string& target,
+                                  int64_t copy_limit) {
   if (!following_[feed].insert(target).second) return Ok(201, "{}");  // re-follow: no-op
   followers_[target].insert(feed);
   std::vector<std::string> direct;
