@@ -80,6 +80,8 @@ constexpr size_t kStreakEntitiesMax = 8;
 // enough that a free slot never waits for a commit, few enough that little
 // is marked in vain when the plan is dropped (outage, pause).
 constexpr size_t kMarkedAheadFactor = 2;
+// An idle engine scans at least this often (records from other processes).
+constexpr int64_t kIdleRescanMs = 5'000;
 
 constexpr const char* kCredentialsRejected = "Stream rejected our credentials";
 constexpr const char* kNotConfigured = "Stream is not configured (no API key/secret)";
@@ -370,6 +372,7 @@ struct SyncEngine::Impl {
   std::unordered_map<std::string, int64_t> held;   // entity -> late-apply grace end
   std::unordered_set<std::string> failing;         // entities waiting for a retry
   int64_t next_due_ms = INT64_MAX;                 // earliest blocked record due (scan)
+  int64_t last_scan_ms = 0;
   uint32_t failures = 0;                           // global backoffs in a row
   int64_t backoff_until_ms = 0;
   int64_t backoff_ms = 0;                          // length of the current backoff
@@ -485,6 +488,7 @@ int64_t SyncEngine::Impl::Due(int64_t now) const {
     if (StartablePlanned(now) < Capacity()) {
       if (ScanDue(now)) return now;
       if (next_due_ms != INT64_MAX) due = std::max(now, next_due_ms);
+      due = std::min(due, last_scan_ms + kIdleRescanMs);
     }
     for (const Request& r : planned) {
       if (RateHeld(r.rate, now)) {
@@ -504,6 +508,9 @@ int64_t SyncEngine::Impl::Due(int64_t now) const {
 
 bool SyncEngine::Impl::ScanDue(int64_t now) const {
   if (need_scan.load()) return true;
+  // Records written by another process (the CLI's `outbox retry`) wake no
+  // one: look again now and then.
+  if (!Waiting(now, last_scan_ms + kIdleRescanMs, kIdleRescanMs)) return true;
   // A blocked record became due, or the clock jumped back past its wait.
   return next_due_ms != INT64_MAX &&
          !Waiting(now, next_due_ms, std::max({RetryMaxMs(), LateGraceMs(), kRateLimitWaitMsMax}));
@@ -699,6 +706,7 @@ void SyncEngine::Impl::ClearPlanned() {
 
 void SyncEngine::Impl::Scan(int64_t now) {
   need_scan = false;  // a Wake during the scan sets it again
+  last_scan_ms = now;
   next_due_ms = INT64_MAX;
   Result<std::unique_ptr<ReadTxn>> txn = store.BeginRead();
   if (!txn.ok()) {
