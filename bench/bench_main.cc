@@ -87,7 +87,7 @@ constexpr int kBacklogLinksEach = 8;            // x 8 links (+ 2 records per co
 constexpr int64_t kStreamDelayMs = 50;
 constexpr double kNaiveRecordsPerS = 1000.0 / kStreamDelayMs;
 constexpr int64_t kDrainTimeoutMs = 60'000;     // 10 s at the target rate
-constexpr int kDrainDoubleThreads = 96;         // >= the engine's connections (32)
+constexpr int kDrainDoubleThreads = 96;         // >= the engine's connections (64)
 constexpr int64_t kDrainRateLimitPerMinute = 100'000;  // a plan with higher limits
 constexpr double kFillBudgetS = 75;         // links+follows set-up; reduced beyond
 constexpr int64_t kReadyTimeoutMs = 20'000;

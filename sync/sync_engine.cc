@@ -1,22 +1,33 @@
 // The sync engine: a pipeline of scan -> compact -> batch -> mark -> send ->
 // acknowledge (sync_engine.h has the overview).
 //
-// Durable knowledge that a record "never left": before a request starts, the
-// write transaction of that step adds 1 to `attempts` of every record it
-// carries. A record with attempts == 0 has therefore certainly never been
+// Durable knowledge that a record "never left": before a planned request may
+// start, a commit adds 1 to `attempts` of every record it carries (its
+// "mark"). A record with attempts == 0 has therefore certainly never been
 // sent, so an add (or a follow, or a user add) with attempts == 0 followed by
 // its remove (unfollow, user delete) is dropped with no request at all. When
 // the add may have left (attempts > 0) only the remove is sent, and the add,
 // its updates and the remove all leave the outbox when Stream acknowledges
-// the remove.
+// the remove. Marks run only a bounded number of requests ahead of the sends
+// (mark_ahead: two pipeline depths, doubled while a slow fsync leaves the
+// pipeline waiting for marks, up to kMarkedAheadRequestsMax, and back to the
+// minimum when the plan is dropped), so when a plan is dropped unsent
+// (Stream down, a pause, a rate hold) only those records carry an attempt
+// they did not make: the cost is a missed compaction (a remove sent where
+// nothing needed sending, which Stream answers as done), never a wrong one.
 //
-// One commit per step: the acknowledgements of the requests that finished and
-// the marks of the requests about to start share a transaction. The scan
-// that planned the new requests ran on a read snapshot taken before that
-// commit; that is safe because only this thread ever changes or deletes
-// outbox records (HTTP handlers only append, operators only touch dead
-// letters), and the entities of the finished requests still count as busy
-// during the scan, so no record the commit deletes can be planned again.
+// Commits: one write transaction acknowledges the requests answered since the
+// last one (sent records leave, stream_ids are stored, failures get their
+// next attempt time, rejected records become dead letters) and marks the next
+// planned requests. When the engine runs its own thread that transaction runs
+// on a committer thread, so answers keep arriving and marked requests keep
+// starting while it waits for its fsync; one commit is in flight at a time
+// and the next gathers everything answered meanwhile. The scan that planned
+// requests ran on a read snapshot taken before the commit that marks them;
+// that is safe because only this engine ever changes or deletes outbox
+// records (HTTP handlers only append, operators only touch dead letters), and
+// an entity stays busy (unscanned) from planning until the acknowledgement of
+// its request is durable, so no record a commit deletes is planned again.
 //
 // Everything else the engine knows in memory (planned requests, backoff,
 // holds, isolation of records from a rejected batch, pause) is rebuilt from
@@ -76,10 +87,12 @@ constexpr size_t kIsolatedMax = 100'000;
 constexpr size_t kHeldEntitiesMax = 100'000;
 constexpr size_t kFailingEntitiesMax = 100'000;
 constexpr size_t kStreakEntitiesMax = 8;
-// Planned requests marked ahead of starting, in units of the pipeline depth:
-// enough that a free slot never waits for a commit, few enough that little
-// is marked in vain when the plan is dropped (outage, pause).
+// Planned requests marked ahead of starting: at least this many pipeline
+// depths, so a free slot rarely waits for a commit, and at most this many
+// requests (a slow disk: fsyncs of seconds), so little is marked in vain
+// when the plan is dropped (outage, pause).
 constexpr size_t kMarkedAheadFactor = 2;
+constexpr size_t kMarkedAheadRequestsMax = 4096;
 // An idle engine scans at least this often (records from other processes).
 constexpr int64_t kIdleRescanMs = 5'000;
 
@@ -360,7 +373,7 @@ struct SyncEngine::Impl {
   std::mt19937_64 rng;
   uint64_t next_tag = 1;
   std::vector<Transport::Completion> completions;  // filled by Poll
-  std::vector<Request> planned;                    // by first_seq; not started, unmarked
+  std::vector<Request> planned;                    // by first_seq; not started
   size_t planned_records = 0;
   std::unordered_map<uint64_t, Request> in_flight;  // by tag
   std::unordered_set<std::string> busy;            // entities planned or in flight
@@ -373,6 +386,8 @@ struct SyncEngine::Impl {
   std::unordered_set<std::string> failing;         // entities waiting for a retry
   int64_t next_due_ms = INT64_MAX;                 // earliest blocked record due (scan)
   int64_t last_scan_ms = 0;
+  size_t mark_ahead = 0;          // planned requests to keep marked (see the file comment)
+  bool starved = false;           // a slot waited for marks during the current commit
   uint32_t failures = 0;                           // global backoffs in a row
   int64_t backoff_until_ms = 0;
   int64_t backoff_ms = 0;                          // length of the current backoff
@@ -701,6 +716,7 @@ void SyncEngine::Impl::ClearPlanned() {
   }
   planned.clear();
   planned_records = 0;
+  mark_ahead = 0;
   need_scan = true;
 }
 
@@ -966,6 +982,9 @@ void SyncEngine::Impl::StartMarked(int64_t now) {
   const size_t cap = Capacity();
   std::vector<Request> keep;
   for (Request& r : planned) {
+    if (!r.marked && commit_running && in_flight.size() < cap && !RateHeld(r.rate, now)) {
+      starved = true;  // it could go but for its marks
+    }
     if (r.marked && in_flight.size() < cap && !RateHeld(r.rate, now)) {
       planned_records -= r.records;
       const uint64_t tag = r.tag;
@@ -986,13 +1005,13 @@ void SyncEngine::Impl::StartMarked(int64_t now) {
 // requests (with the backoff of failed ones, drawn here so the transaction
 // closure stays deterministic if the store runs it twice), the marks of the
 // next planned requests (attempts + 1 before they may start; at most
-// kMarkedAheadRequests-worth ahead, so few marks are wasted when the plan is
+// mark_ahead requests ahead, so few marks are wasted when the plan is
 // dropped), compactions and quarantines. Null when there is nothing to write.
 std::unique_ptr<SyncEngine::Impl::CommitJob> SyncEngine::Impl::MakeJob(int64_t now) {
   auto job = std::make_unique<CommitJob>();
   size_t ahead = 0;
   for (const Request& r : planned) ahead += r.marked ? 1 : 0;
-  const size_t target = kMarkedAheadFactor * Capacity();
+  const size_t target = std::max(mark_ahead, kMarkedAheadFactor * Capacity());
   for (Request& r : planned) {
     if (ahead >= target) break;
     if (r.marked || RateHeld(r.rate, now)) continue;
@@ -1116,6 +1135,12 @@ void SyncEngine::Impl::CollectCommit(int64_t now) {
 // marked requests may start, counters move.
 void SyncEngine::Impl::ApplyCommit(std::unique_ptr<CommitJob> job, int64_t now) {
   const bool ok = job->status.ok();
+  // A commit so slow that the pipeline ran out of marks: keep more ahead.
+  if (starved && !job->mark_tags.empty()) {
+    mark_ahead = std::min(kMarkedAheadRequestsMax,
+                          std::max(mark_ahead, kMarkedAheadFactor * Capacity()) * 2);
+  }
+  starved = false;
   std::unordered_set<uint64_t> marked_tags(job->mark_tags.begin(), job->mark_tags.end());
   for (Request& r : planned) {
     if (marked_tags.count(r.tag) == 0) continue;

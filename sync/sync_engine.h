@@ -15,15 +15,17 @@
 //      follow+unfollow and user add+delete), then batching of independent
 //      records (up to kBatchActivitiesMax adds to one feed, up to
 //      kBatchChangesMax changes in one partial update, up to
-//      kBatchFollowsMax follows in one follow_many);
-//   3. one write transaction that acknowledges what finished (sent records
-//      leave the outbox, the stream_id of each add is stored on its row in
-//      the same transaction, 400/409 move the record at fault to the dead
-//      letters, failures store the record's next attempt time) and marks the
-//      requests about to start (attempts + 1 on each of their records);
-//   4. start those requests.
-// The store's group commit (Store::Write) lets this one commit share its
-// fsync with concurrent HTTP writes.
+//      kBatchFollowsMax follows in one follow_many), oldest first;
+//   3. start planned requests whose records are durably marked (attempts +
+//      1), up to the free slots;
+//   4. unless a commit is under way, one write transaction that
+//      acknowledges what was answered (sent records leave the outbox, the
+//      stream_id of each add is stored on its row in the same transaction,
+//      400/409 move the record at fault to the dead letters, failures store
+//      the record's next attempt time) and marks the next planned requests.
+// With its own thread the engine runs that transaction on a committer
+// thread, so the network never waits for an fsync; the store's group commit
+// (Store::Write) lets it share the fsync with concurrent HTTP writes.
 //
 // Ordering: records of one entity (a foreign_id, a user, a follow edge) are
 // sent strictly in sequence order and never two at once: an entity with a
@@ -53,8 +55,8 @@
 // accepted.
 //
 // Thread-safety: Start/Stop/Wake/GetStatus/last_loop_ms are thread-safe.
-// RunOnce is for the simulation and must not run concurrently with the
-// thread.
+// RunOnce is for the simulation (it commits inline, deterministically) and
+// must not be used once Start was called.
 #ifndef OFFBRAND_SYNC_ENGINE_H_
 #define OFFBRAND_SYNC_ENGINE_H_
 
@@ -76,7 +78,7 @@ constexpr size_t kBatchActivitiesMax = 100;
 constexpr size_t kBatchChangesMax = 100;
 constexpr size_t kBatchFollowsMax = 100;
 // Requests in flight at once (also bounded by Transport::max_in_flight).
-constexpr size_t kRequestsInFlightMax = 32;
+constexpr size_t kRequestsInFlightMax = 64;
 // The thread never waits longer than this between steps (watchdog), however
 // long a request may take.
 constexpr int64_t kLoopWaitMsMax = 1000;

@@ -900,18 +900,16 @@ std::string Simulate(uint64_t seed) {
                                                         "User:" + std::to_string(b)}) != 0;
       h.Follow(a, b, !following);
     } else if (r < 88) {
-      // A few steps; time passes as answers take a while, or jumps to the due time.
-      for (int k = 1 + pick(3); k > 0; --k) {
-        const int64_t due = h.engine().RunOnce();
-        const int64_t now = h.clock().NowMs();
-        if (st.in_flight() > 0) {
-          if (chance(0.3)) h.clock().AdvanceMs(pick(50));
-        } else if (due > now) {
-          if (chance(0.7)) {
-            h.clock().SetUs(due * 1000);
-          } else {
-            h.clock().AdvanceMs(pick(static_cast<int>(std::min<int64_t>(due - now, 1 << 20))));
-          }
+      // A step; time passes as answers take a while, or jumps to the due time.
+      const int64_t due = h.engine().RunOnce();
+      const int64_t now = h.clock().NowMs();
+      if (st.in_flight() > 0) {
+        if (chance(0.3)) h.clock().AdvanceMs(pick(50));
+      } else if (due > now) {
+        if (chance(0.7)) {
+          h.clock().SetUs(due * 1000);
+        } else {
+          h.clock().AdvanceMs(pick(static_cast<int>(std::min<int64_t>(due - now, 1 << 20))));
         }
       }
     } else if (r < 91) {
@@ -966,9 +964,10 @@ uint64_t EnvSeed() {
 BOOST_AUTO_TEST_CASE(SimulationConvergesForManySeeds) {
   const uint64_t replay = EnvSeed();
   const uint64_t first = replay != 0 ? replay : 1;
-  // OFFBRAND_SIM_SEEDS=N runs more seeds (a soak); the default keeps ctest quick.
+  // OFFBRAND_SIM_SEEDS=N runs more seeds (a soak); the default keeps ctest
+  // quick (~4 s of CPU in Release, under a minute with the sanitizers).
   const char* many = std::getenv("OFFBRAND_SIM_SEEDS");
-  const uint64_t count = replay != 0 ? 1 : many != nullptr ? std::strtoull(many, nullptr, 10) : 200;
+  const uint64_t count = replay != 0 ? 1 : many != nullptr ? std::strtoull(many, nullptr, 10) : 150;
   SetLogLevel("error");  // thousands of expected warnings otherwise
   const auto start = std::chrono::steady_clock::now();
   for (uint64_t seed = first; seed < first + count; ++seed) {
@@ -1367,7 +1366,7 @@ BOOST_AUTO_TEST_CASE(LateAppliedRequestHoldsItsEntityForTheGracePeriod) {
     if (h.stream().Count("DELETE", "feed/User/1/") > 0) break;
   }
   BOOST_TEST(h.stream().Count("DELETE", "feed/User/1/") == 1);
-  BOOST_TEST(h.stream().overlaps.empty(), h.stream().overlaps.front());
+  for (const std::string& o : h.stream().overlaps) BOOST_ERROR("two in flight: " << o);
   BOOST_TEST(h.Drain());
   BOOST_TEST(h.stream().activities.empty());
   BOOST_TEST(h.Compare() == "");

@@ -67,6 +67,10 @@
 // double ignores SIGPIPE process-wide (also needed when a client times out
 // while a hang or delay runs). Linux only.
 //
+// Answers are "application/json; charset=utf-8" and never compressed (the
+// charset keeps cpp-httplib from compressing; its brotli was the double's
+// main CPU cost).
+//
 // Thread-safety: all public methods are thread-safe. Handlers run on a pool of
 // `threads` workers per listener; state is guarded by one mutex, never held
 // while sleeping, so hanging or delayed requests do not block the others.
