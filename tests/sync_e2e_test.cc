@@ -293,7 +293,22 @@ BOOST_AUTO_TEST_CASE(StreamDownWhilePeopleWorkThenConvergesWithoutDuplicates) {
   BOOST_TEST(e.api().Get("/api/v1/sync", e.bob()).status == 403);
   BOOST_REQUIRE(e.stream().SetRefuse(false).ok());
   e.WaitSynced();
-  BOOST_TEST(e.SyncState().at("last_success_ms").num() > 0);
+  st = e.SyncState();
+  BOOST_TEST(st.at("last_success_ms").num() > 0);
+  BOOST_TEST(st.at("last_error").is_null(), st.dump());  // recovered
+  BOOST_TEST(!st.at("stream_down").boolean());
+  // What Stream's X-Ratelimit-* headers said, per endpoint.
+  bool adds = false;
+  for (size_t i = 0; i < st.at("rate_limits").size(); ++i) {
+    Json r = st.at("rate_limits").at(i);
+    if (r.at("operation").str() != "activity.add") continue;
+    adds = true;
+    BOOST_TEST(r.at("limit").num() == 1000);
+    BOOST_TEST(r.at("remaining").num() >= 0);
+    BOOST_TEST(r.at("reset").num() > 1'600'000'000);
+    BOOST_TEST(r.at("held_until_ms").num() == 0);
+  }
+  BOOST_TEST(adds, st.dump());
   e.Stop();
   e.CheckConverged();
 }
