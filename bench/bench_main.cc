@@ -1319,7 +1319,8 @@ void Bench::RunDrain() {
                    drained_s, rate, rate / kNaiveRecordsPerS, kNaiveRecordsPerS));
   report_.Note(Fmt("issue 4: the double advertised X-Ratelimit-Limit %" PRId64 "/min per "
                    "endpoint (Stream's default is 1,000 for adds; this backlog needs ~1,020 add "
-                   "requests, so at the default the last ones wait for the minute's reset)",
+                   "requests, so at the default, add requests not yet started when Remaining "
+                   "reaches 0 wait for the minute's reset)",
                    kDrainRateLimitPerMinute));
   report_.Note(Fmt("issue 4: double holds %" PRId64 " activities after %" PRId64
                    " API requests [%s] (%.1f records per request); dead letters %" PRId64
