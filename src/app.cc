@@ -111,6 +111,7 @@ Result<std::unique_ptr<App>> App::Open(Config config) {
     CurlTransportOptions topts;
     topts.timeout_ms = cfg.stream_timeout_ms;
     topts.connect_timeout_ms = std::min<int64_t>(cfg.stream_timeout_ms, 5'000);
+    topts.max_in_flight = kRequestsInFlightMax;  // the engine's pipeline depth
     app->transport_ = std::make_unique<CurlTransport>(topts);
   }
   app->sync_ = std::make_unique<SyncEngine>(*app->store_, cfg, app->transport_.get(),

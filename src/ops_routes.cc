@@ -116,8 +116,14 @@ void SyncSeries(const Services& svc, std::string* out) {
   }
   Series(out, "offbrand_sync_requests_total", "counter", "HTTP requests made to Stream.",
          st.requests);
-  Series(out, "offbrand_sync_paused", "gauge", "1 when sync is paused (see /readyz).",
-         st.paused_reason.empty() ? 0 : 1);
+  // Not configured is not paused: a separate gauge says so.
+  Series(out, "offbrand_sync_configured", "gauge", "1 when Stream keys are configured.",
+         svc.sync != nullptr && st.configured ? 1 : 0);
+  Series(out, "offbrand_sync_paused", "gauge",
+         "1 when sync is paused because Stream rejected our credentials (see /readyz).",
+         st.credentials_rejected ? 1 : 0);
+  Series(out, "offbrand_sync_stream_down", "gauge",
+         "1 while sync backs off because Stream looks down.", st.stream_down ? 1 : 0);
 }
 
 void StoreSeries(const Services& svc, std::string* out) {

@@ -129,14 +129,31 @@ Status MoveToDead(WriteTxn& txn, const OutboxRecord& rec) {
   return s.IsNotFound() ? Status::Ok() : s;
 }
 
+Status QuarantineOutbox(WriteTxn& txn, uint64_t seq) {
+  const std::string key = U64Key(seq);
+  std::string_view value;
+  Status s = txn.Get(Db::kOutbox, key, &value);
+  if (s.IsNotFound()) return Status::NotFound("no outbox record " + std::to_string(seq));
+  if (!s.ok()) return s;
+  const std::string bytes(value);  // `value` dies with the next write
+  s = txn.Put(Db::kDead, key, bytes);
+  if (!s.ok()) return s;
+  return txn.Del(Db::kOutbox, key);
+}
+
 Status RetryDead(WriteTxn& txn, uint64_t seq) {
   const std::string key = U64Key(seq);
   std::string_view value;
   Status s = txn.Get(Db::kDead, key, &value);
   if (!s.ok()) return Status::NotFound("no dead letter " + std::to_string(seq));
   Result<OutboxRecord> rec = DecodeOutboxRecord(key, value);
-  if (!rec.ok()) return rec.status();
-  rec->attempts = 0;
+  if (!rec.ok()) {
+    return Status::Conflict("corrupt_dead_letter",
+                            "dead letter " + std::to_string(seq) +
+                                " is not a valid record and cannot be retried (drop it): " +
+                                rec.status().message());
+  }
+  // attempts stays: see outbox.h.
   rec->next_attempt_ms = 0;
   rec->last_error.clear();
   s = txn.Put(Db::kOutbox, key, EncodeOutboxRecord(*rec));
@@ -153,10 +170,49 @@ Status DropDead(WriteTxn& txn, uint64_t seq) {
 bool EntityIsDead(const Txn& txn, std::string_view entity) {
   Cursor c = txn.OpenCursor(Db::kDead);
   for (bool ok = c.First(); ok; ok = c.Next()) {
-    Result<OutboxRecord> rec = DecodeOutboxRecord(c.key(), c.value());
-    if (rec.ok() && rec->entity == entity) return true;
+    std::string_view e;
+    if (PeekOutboxEntity(c.value(), &e) && e == entity) return true;
   }
   return false;
+}
+
+namespace {
+// Reads a length-prefixed string field as a view (codec.h's layout).
+bool ViewStr(std::string_view* in, std::string_view* out) {
+  if (in->size() < 4) return false;
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>((*in)[i]);
+  in->remove_prefix(4);
+  if (in->size() < n) return false;
+  *out = in->substr(0, n);
+  in->remove_prefix(n);
+  return true;
+}
+}  // namespace
+
+bool PeekOutboxEntity(std::string_view value, std::string_view* entity) {
+  // version, op, then feed_group, feed_id, foreign_id, time, body, entity.
+  if (value.size() < 2 || static_cast<uint8_t>(value[0]) != kRecordV1) return false;
+  std::string_view in = value.substr(2);
+  std::string_view field;
+  for (int i = 0; i < 6; ++i) {
+    if (!ViewStr(&in, &field)) return false;
+  }
+  if (field.empty()) return false;
+  *entity = field;
+  return true;
+}
+
+std::string CorruptRecordJson(std::string_view key, std::string_view value, const Status& why) {
+  JsonOut out;
+  out.BeginObject();
+  out.Key("seq").Uint(key.size() == 8 ? GetU64BE(key) : 0);
+  out.Key("corrupt").Bool(true);
+  std::string_view entity;
+  out.Field("entity", PeekOutboxEntity(value, &entity) ? std::string(entity) : "", true);
+  out.Field("error", why.message());
+  out.EndObject();
+  return out.str();
 }
 
 std::string OutboxRecordJson(const OutboxRecord& r) {

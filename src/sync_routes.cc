@@ -11,9 +11,12 @@ namespace offbrand {
 
 namespace {
 
-// GET /api/v1/sync: {configured, paused_reason, pending, oldest_pending_age_ms,
-// in_flight, dead, last_success_ms, last_success, last_error, next_attempt_ms,
-// counters:{sent_ok, sent_retry, sent_dead, compacted, requests}}.
+// GET /api/v1/sync: {configured, paused_reason, credentials_rejected,
+// stream_down, pending, oldest_pending_age_ms, in_flight, requests_in_flight,
+// dead, last_success_ms, last_success, last_error, next_attempt_ms,
+// rate_limits:[{operation, limit, remaining, reset, held_until_ms}] (what
+// Stream's X-Ratelimit-* headers last said per endpoint; -1 = not reported),
+// counters:{sent_ok, sent_retry, sent_dead, compacted, quarantined, requests}}.
 Status GetSync(RequestContext& ctx) {
   if (Status s = ctx.RequireAdmin(); !s.ok()) return s;
   SyncStatus st;
@@ -32,20 +35,35 @@ Status GetSync(RequestContext& ctx) {
   out.BeginObject();
   out.Key("configured").Bool(st.configured);
   out.Field("paused_reason", st.paused_reason, /*null_if_empty=*/true);
+  out.Key("credentials_rejected").Bool(st.credentials_rejected);
+  out.Key("stream_down").Bool(st.stream_down);
   out.Key("pending").Uint(st.pending);
   out.Key("oldest_pending_age_ms").Int(st.oldest_pending_age_ms);
   out.Key("in_flight").Uint(st.in_flight);
+  out.Key("requests_in_flight").Uint(st.requests_in_flight);
   out.Key("dead").Uint(st.dead);
   out.Key("last_success_ms").Int(st.last_success_ms);
   out.Field("last_success", st.last_success_ms > 0 ? FormatIsoTime(st.last_success_ms * 1000) : "",
             true);
   out.Field("last_error", st.last_error, true);
   out.Key("next_attempt_ms").Int(st.next_attempt_ms);
+  out.Key("rate_limits").BeginArray();
+  for (const RateLimitState& r : st.rate_limits) {
+    out.BeginObject();
+    out.Field("operation", r.operation);
+    out.Key("limit").Int(r.limit);
+    out.Key("remaining").Int(r.remaining);
+    out.Key("reset").Int(r.reset_unix_s);
+    out.Key("held_until_ms").Int(r.held_until_ms);
+    out.EndObject();
+  }
+  out.EndArray();
   out.Key("counters").BeginObject();
   out.Key("sent_ok").Uint(st.sent_ok);
   out.Key("sent_retry").Uint(st.sent_retry);
   out.Key("sent_dead").Uint(st.sent_dead);
   out.Key("compacted").Uint(st.compacted);
+  out.Key("quarantined").Uint(st.quarantined);
   out.Key("requests").Uint(st.requests);
   out.EndObject();
   out.EndObject();
@@ -54,7 +72,8 @@ Status GetSync(RequestContext& ctx) {
 }
 
 // GET /api/v1/sync/dead?limit=&cursor=: dead letters in sequence order,
-// {"items":[OutboxRecordJson...],"next":cursor|null}.
+// {"items":[OutboxRecordJson...],"next":cursor|null}; a quarantined record
+// that does not decode is listed as CorruptRecordJson.
 Status ListDead(RequestContext& ctx) {
   if (Status s = ctx.RequireAdmin(); !s.ok()) return s;
   int limit = 0;
@@ -79,9 +98,8 @@ Status ListDead(RequestContext& ctx) {
       break;
     }
     Result<OutboxRecord> rec = DecodeOutboxRecord(c.key(), c.value());
-    if (!rec.ok()) return rec.status();
-    out.Raw(OutboxRecordJson(*rec));
-    last = rec->seq;
+    out.Raw(rec.ok() ? OutboxRecordJson(*rec) : CorruptRecordJson(c.key(), c.value(), rec.status()));
+    last = GetU64BE(c.key());
     ++n;
   }
   out.EndArray();

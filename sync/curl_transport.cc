@@ -1,7 +1,9 @@
 #include "curl_transport.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cctype>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -10,8 +12,8 @@
 namespace offbrand {
 namespace {
 
-// Longest wait inside curl_multi_poll, so a Cancel is noticed promptly even if
-// its wakeup raced with the start of the poll.
+// Longest wait inside curl_multi_poll, so a Cancel or Interrupt is noticed
+// promptly even if its wakeup raced with the start of the poll.
 constexpr int kPollIntervalMs = 100;
 
 void GlobalInit() {
@@ -31,11 +33,27 @@ std::string Trim(std::string_view s) {
   return std::string(s.substr(b, e - b));
 }
 
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+HttpResponse Cancelled(bool maybe_delivered) {
+  HttpResponse r;
+  r.error = "cancelled";
+  r.maybe_delivered = maybe_delivered;
+  return r;
+}
+
 }  // namespace
 
-// One request in flight; lives in Perform's vector, so its address is stable.
+// One request in flight; heap-allocated so its address (curl's PRIVATE and
+// callback data) is stable.
 struct CurlTransport::Transfer {
-  HttpResponse* response = nullptr;
+  uint64_t tag = 0;
+  HttpRequest request;  // owns the body curl reads from
+  HttpResponse response;
   CURL* easy = nullptr;  // non-null while in the multi
   curl_slist* headers = nullptr;
   size_t body_bytes_max = 0;
@@ -45,11 +63,11 @@ struct CurlTransport::Transfer {
   static size_t OnBody(char* data, size_t size, size_t count, void* user) {
     auto* t = static_cast<Transfer*>(user);
     const size_t n = size * count;
-    if (t->response->body.size() + n > t->body_bytes_max) {
+    if (t->response.body.size() + n > t->body_bytes_max) {
       t->body_too_large = true;
       return 0;  // curl fails the transfer with CURLE_WRITE_ERROR
     }
-    t->response->body.append(data, n);
+    t->response.body.append(data, n);
     return n;
   }
 
@@ -59,7 +77,7 @@ struct CurlTransport::Transfer {
     const std::string_view line(data, n);
     if (line.rfind("HTTP/", 0) == 0) {
       // A new status line (e.g. after "100 Continue"): keep only the final answer's headers.
-      t->response->headers.clear();
+      t->response.headers.clear();
       return n;
     }
     const size_t colon = line.find(':');
@@ -67,8 +85,16 @@ struct CurlTransport::Transfer {
     std::string name(Trim(line.substr(0, colon)));
     std::transform(name.begin(), name.end(), name.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    t->response->headers.emplace_back(std::move(name), Trim(line.substr(colon + 1)));
+    t->response.headers.emplace_back(std::move(name), Trim(line.substr(colon + 1)));
     return n;
+  }
+
+  // Whether any byte of the request went out (so the server may apply it).
+  bool SentSomething() const {
+    long bytes = 0;
+    if (easy == nullptr) return false;
+    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &bytes);
+    return bytes > 0;
   }
 };
 
@@ -80,13 +106,22 @@ CurlTransport::CurlTransport(CurlTransportOptions options)
 }
 
 CurlTransport::~CurlTransport() {
+  for (auto& [tag, t] : transfers_) {
+    if (t->easy != nullptr) Release(t.get());
+  }
+  transfers_.clear();
   for (CURL* easy : idle_handles_) curl_easy_cleanup(easy);
   curl_multi_cleanup(multi_);
 }
 
+void CurlTransport::Interrupt() {
+  interrupted_.store(true);
+  curl_multi_wakeup(multi_);  // thread-safe by libcurl's contract
+}
+
 void CurlTransport::Cancel() {
   cancelled_.store(true);
-  curl_multi_wakeup(multi_);  // thread-safe by libcurl's contract
+  curl_multi_wakeup(multi_);
 }
 
 CURL* CurlTransport::AcquireHandle() {
@@ -109,7 +144,21 @@ void CurlTransport::ReleaseHandle(CURL* easy) {
   }
 }
 
-void CurlTransport::Start(const HttpRequest& req, Transfer* t) {
+void CurlTransport::Start(uint64_t tag, HttpRequest request) {
+  assert(transfers_.count(tag) == 0 && "tag already in flight");
+  if (cancelled_.load()) {
+    early_.push_back({tag, Cancelled(false)});
+    return;
+  }
+  auto t = std::make_unique<Transfer>();
+  t->tag = tag;
+  t->request = std::move(request);
+  Begin(t.get());
+  transfers_.emplace(tag, std::move(t));
+}
+
+void CurlTransport::Begin(Transfer* t) {
+  const HttpRequest& req = t->request;
   CURL* easy = AcquireHandle();
   t->easy = easy;
   t->body_bytes_max = options_.response_body_bytes_max;
@@ -122,6 +171,7 @@ void CurlTransport::Start(const HttpRequest& req, Transfer* t) {
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 #if LIBCURL_VERSION_NUM >= 0x075500
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -138,7 +188,7 @@ void CurlTransport::Start(const HttpRequest& req, Transfer* t) {
     curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
   } else {
     if (!req.body.empty() || req.method == "POST" || req.method == "PUT") {
-      // The body is not copied: `req` outlives the transfer (Perform's argument).
+      // Not copied: the Transfer owns the request until it is reported.
       curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req.body.data());
       curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                        static_cast<curl_off_t>(req.body.size()));
@@ -158,27 +208,28 @@ void CurlTransport::Start(const HttpRequest& req, Transfer* t) {
 }
 
 void CurlTransport::Finish(Transfer* t, CURLcode code) {
-  HttpResponse* r = t->response;
+  HttpResponse& r = t->response;
   if (code == CURLE_OK) {
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    r->status = static_cast<int>(status);
+    r.status = static_cast<int>(status);
   } else {
-    r->status = 0;
+    r.status = 0;
+    r.maybe_delivered = t->SentSomething();
     if (t->body_too_large) {
-      r->error = "response body too large";
+      r.error = "response body too large";
     } else {
-      r->error = curl_easy_strerror(code);
+      r.error = curl_easy_strerror(code);
       if (t->error_buffer[0] != '\0') {
-        r->error += ": ";
-        r->error += t->error_buffer;
+        r.error += ": ";
+        r.error += t->error_buffer;
       }
     }
   }
-  Abandon(t);
+  Release(t);
 }
 
-void CurlTransport::Abandon(Transfer* t) {
+void CurlTransport::Release(Transfer* t) {
   curl_multi_remove_handle(multi_, t->easy);
   ReleaseHandle(t->easy);
   t->easy = nullptr;
@@ -186,48 +237,48 @@ void CurlTransport::Abandon(Transfer* t) {
   t->headers = nullptr;
 }
 
-void CurlTransport::Perform(const std::vector<HttpRequest>& requests,
-                            std::vector<HttpResponse>* responses) {
-  responses->assign(requests.size(), HttpResponse{});
-  std::vector<Transfer> transfers(requests.size());
-  const size_t in_flight_max = std::max<size_t>(1, options_.max_in_flight);
-  size_t next = 0;     // next request to start
-  size_t running = 0;  // transfers in the multi
+void CurlTransport::Harvest(std::vector<Completion>* done) {
+  int queued = 0;
+  while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    Transfer* t = nullptr;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
+    const CURLcode code = msg->data.result;  // read before the handle is removed
+    Finish(t, code);
+    auto it = transfers_.find(t->tag);
+    done->push_back({t->tag, std::move(t->response)});
+    transfers_.erase(it);
+  }
+}
 
-  while (!cancelled_.load() && (next < requests.size() || running > 0)) {
-    while (next < requests.size() && running < in_flight_max) {
-      transfers[next].response = &(*responses)[next];
-      Start(requests[next], &transfers[next]);
-      ++next;
-      ++running;
+void CurlTransport::CancelAll(std::vector<Completion>* done) {
+  for (auto& [tag, t] : transfers_) {
+    const bool sent = t->SentSomething();
+    Release(t.get());
+    done->push_back({tag, Cancelled(sent)});
+  }
+  transfers_.clear();
+}
+
+void CurlTransport::Poll(int64_t wait_ms, std::vector<Completion>* done) {
+  const size_t before = done->size();
+  for (Completion& c : early_) done->push_back(std::move(c));
+  early_.clear();
+  if (interrupted_.exchange(false)) wait_ms = 0;
+  const int64_t deadline = SteadyMs() + std::max<int64_t>(0, wait_ms);
+  for (;;) {
+    if (cancelled_.load()) {
+      CancelAll(done);
+      return;
     }
     int still_running = 0;
     curl_multi_perform(multi_, &still_running);
-    int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi_, &queued)) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      Transfer* t = nullptr;
-      curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
-      const CURLcode code = msg->data.result;  // read before the handle is removed
-      Finish(t, code);
-      --running;
-    }
-    if (running > 0 && !cancelled_.load()) {
-      curl_multi_poll(multi_, nullptr, 0, kPollIntervalMs, nullptr);
-    }
-  }
-
-  if (running == 0 && next == requests.size()) return;
-  // Cancelled: abandon what runs (curl closes those connections) and answer
-  // every request without an outcome.
-  for (size_t i = 0; i < requests.size(); ++i) {
-    Transfer& t = transfers[i];
-    if (t.easy != nullptr) Abandon(&t);
-    if (i >= next || (t.response->status == 0 && t.response->error.empty())) {
-      HttpResponse& r = (*responses)[i];
-      r = HttpResponse{};
-      r.error = "cancelled";
-    }
+    Harvest(done);
+    if (done->size() > before || transfers_.empty()) return;
+    const int64_t left = deadline - SteadyMs();
+    if (left <= 0 || interrupted_.exchange(false)) return;
+    curl_multi_poll(multi_, nullptr, 0, static_cast<int>(std::min<int64_t>(left, kPollIntervalMs)),
+                    nullptr);
   }
 }
 

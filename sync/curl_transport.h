@@ -1,12 +1,16 @@
 // CurlTransport: the real Transport, libcurl's multi interface over a pool of
-// reused easy handles, so connections to Stream stay alive between batches
+// reused easy handles, so connections to Stream stay alive between requests
 // (curl's connection cache lives in the multi handle) and up to
-// `max_in_flight` requests run concurrently on the calling thread.
+// `max_in_flight` requests run concurrently, driven by the thread that calls
+// Poll (no thread of its own).
 //
-// Outcomes: every request gets an HttpResponse. An HTTP answer of any status
-// is a response (status, lowercased headers, body). No answer (refused,
+// Outcomes: every started request is reported once. An HTTP answer of any
+// status is a response (status, lowercased headers, body). No answer (refused,
 // DNS failure, timeout, connection reset, a body over response_body_bytes_max)
-// gives status 0 and `error` naming curl's reason. Redirects are not followed.
+// gives status 0, `error` naming curl's reason and `maybe_delivered` telling
+// whether any byte of the request was sent (curl's CURLINFO_REQUEST_SIZE > 0):
+// a timeout or reset after sending may still be applied by the server.
+// Redirects are not followed.
 //
 // Lost acknowledgements: libcurl itself resends a request, once, on a fresh
 // connection when a *reused* keep-alive connection closes before any byte of
@@ -14,10 +18,11 @@
 // Stream that is safe (every write we send is keyed), but it means a request
 // may reach the server twice while the caller sees one outcome.
 //
-// Thread-safety: Perform is called by one thread at a time (the sync thread);
-// Cancel may be called from any thread at any time. Cancel is sticky: after
-// it, every Perform returns at once with "cancelled" outcomes (shutdown).
-// The destructor must not run concurrently with Perform.
+// Thread-safety: Start/Poll/in_flight from one thread at a time (the sync
+// thread); Interrupt and Cancel from any thread at any time. Cancel is sticky:
+// after it, every unfinished and later request is reported "cancelled"
+// (shutdown). The destructor abandons whatever still runs; it must not run
+// concurrently with Poll.
 #ifndef OFFBRAND_SYNC_CURL_TRANSPORT_H_
 #define OFFBRAND_SYNC_CURL_TRANSPORT_H_
 
@@ -25,6 +30,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "offbrand/transport.h"
@@ -45,22 +52,27 @@ class CurlTransport final : public Transport {
   CurlTransport(const CurlTransport&) = delete;
   CurlTransport& operator=(const CurlTransport&) = delete;
 
-  // See Transport::Perform. `responses` is resized to requests.size().
+  size_t max_in_flight() const override { return options_.max_in_flight; }
+  size_t in_flight() const override { return transfers_.size() + early_.size(); }
   // Methods: GET, POST, PUT, DELETE (any other token is sent as given).
-  void Perform(const std::vector<HttpRequest>& requests,
-               std::vector<HttpResponse>* responses) override;
-  // Wakes a running Perform (within ~100 ms at worst) and makes it and every
-  // later Perform finish with status 0, error "cancelled" for unfinished requests.
+  void Start(uint64_t tag, HttpRequest request) override;
+  void Poll(int64_t wait_ms, std::vector<Completion>* done) override;
+  // Wakes a waiting Poll (curl_multi_wakeup; within ~100 ms at worst).
+  void Interrupt() override;
   void Cancel() override;
 
  private:
   struct Transfer;
-  // Configures a pooled handle for `req` and adds it to the multi.
-  void Start(const HttpRequest& req, Transfer* t);
-  // Records the outcome of a transfer curl has finished and frees its handle.
+  // Configures a pooled handle for t->request and adds it to the multi.
+  void Begin(Transfer* t);
+  // The outcome of a transfer curl has finished.
   void Finish(Transfer* t, CURLcode code);
-  // Takes a transfer out of the multi without an outcome (cancellation).
-  void Abandon(Transfer* t);
+  // Takes a transfer out of the multi and frees its handle and headers.
+  void Release(Transfer* t);
+  // Moves every finished transfer (per curl_multi_info_read) to *done.
+  void Harvest(std::vector<Completion>* done);
+  // Reports every transfer as cancelled (after Cancel()).
+  void CancelAll(std::vector<Completion>* done);
   CURL* AcquireHandle();
   void ReleaseHandle(CURL* easy);
 
@@ -69,7 +81,11 @@ class CurlTransport final : public Transport {
   CURLM* const multi_;
 
   std::atomic<bool> cancelled_{false};
-  std::vector<CURL*> idle_handles_;  // used only by the Perform thread
+  std::atomic<bool> interrupted_{false};
+  // Used only by the Poll thread.
+  std::map<uint64_t, std::unique_ptr<Transfer>> transfers_;  // started, unreported
+  std::vector<Completion> early_;  // reported at the next Poll (started after Cancel)
+  std::vector<CURL*> idle_handles_;
 };
 
 }  // namespace offbrand

@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include <curl/curl.h>
+
 #include "jwt.h"
 
 namespace offbrand {
@@ -36,6 +38,26 @@ int64_t HeaderInt(const HttpResponse& response, const char* name) {
   while (end != nullptr && (*end == ' ' || *end == '\t')) ++end;
   if (errno != 0 || end == value.c_str() || *end != '\0' || v < 0) return -1;
   return static_cast<int64_t>(v);
+}
+
+// Appends `text` as a JSON string literal.
+void AppendJsonString(std::string_view text, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  *out += '"';
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      *out += '\\';
+      *out += ch;
+    } else if (c < 0x20) {
+      *out += "\\u00";
+      *out += kHex[c >> 4];
+      *out += kHex[c & 0xF];
+    } else {
+      *out += ch;
+    }
+  }
+  *out += '"';
 }
 
 std::string Truncate(std::string_view s) {
@@ -185,6 +207,36 @@ HttpRequest StreamClient::BuildAddBatch(std::string_view group, std::string_view
               WrapBodies("activities", bodies));
 }
 
+HttpRequest StreamClient::BuildFollowMany(const std::vector<const OutboxRecord*>& records) {
+  assert(!records.empty() && records.size() <= kBatchActivitiesMax);
+  const int64_t copy_limit = FollowCopyLimit(*records.front());
+  std::string body = "[";
+  for (const OutboxRecord* r : records) {
+    assert(r->op == OutboxOp::kFollow);
+    if (body.size() > 1) body += ',';
+    body += "{\"source\":";
+    AppendJsonString(r->feed_group + ":" + r->feed_id, &body);
+    body += ",\"target\":";
+    AppendJsonString(r->foreign_id, &body);
+    body += '}';
+  }
+  body += ']';
+  std::string extra;
+  if (copy_limit >= 0) extra = "activity_copy_limit=" + std::to_string(copy_limit);
+  return Make("POST", "follow_many/" + Query(extra), user_claims_, std::move(body));
+}
+
+int64_t StreamClient::FollowCopyLimit(const OutboxRecord& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  simdjson::dom::object obj;
+  int64_t limit = -1;
+  if (parser_.parse(record.body).get(obj) != simdjson::SUCCESS ||
+      obj["activity_copy_limit"].get(limit) != simdjson::SUCCESS || limit < 0) {
+    return -1;
+  }
+  return limit;
+}
+
 HttpRequest StreamClient::BuildUpdateBatch(const std::vector<const OutboxRecord*>& records) {
   assert(!records.empty() && records.size() <= kBatchActivitiesMax);
   std::vector<std::string_view> bodies;
@@ -268,6 +320,15 @@ RateLimit StreamClient::ParseRateLimit(const HttpResponse& response) {
   r.remaining = HeaderInt(response, "x-ratelimit-remaining");
   r.reset_unix_s = HeaderInt(response, "x-ratelimit-reset");
   r.retry_after_s = HeaderInt(response, "retry-after");
+  if (r.retry_after_s < 0) {
+    // The HTTP-date form ("Wed, 21 Oct 2015 07:28:00 GMT"); curl_getdate
+    // reads RFC 1123, RFC 850 and asctime dates.
+    const std::string value = response.Header("retry-after");
+    if (!value.empty()) {
+      const time_t at = curl_getdate(value.c_str(), nullptr);
+      if (at > 0) r.retry_at_unix_s = static_cast<int64_t>(at);
+    }
+  }
   return r;
 }
 

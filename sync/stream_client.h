@@ -13,7 +13,8 @@
 // scoped as the official SDKs scope it:
 //   feed ops (add, remove, follow, unfollow, reads)
 //                      {"resource":"*","action":"*","feed_id":"<group><id>"}
-//   user/              {"resource":"*","action":"*","feed_id":"*"}
+//   user/, follow_many/
+//                      {"resource":"*","action":"*","feed_id":"*"}
 //   activity/, activities/
 //                      {"resource":"activities","action":"*","feed_id":"*"}
 // Tokens have no exp, so each distinct token is signed once and cached.
@@ -80,14 +81,15 @@ struct StreamError {
   std::string detail;
 };
 
-// Rate-limit headers of a response; -1 where a header is absent or not an
-// integer. `retry_after_s` reads only the delta-seconds form of Retry-After
-// (Stream does not send HTTP dates).
+// Rate-limit headers of a response; -1 where a header is absent or
+// malformed. Retry-After comes in two forms (RFC 9110): delta seconds
+// (`retry_after_s`) or an HTTP date (`retry_at_unix_s`); at most one is set.
 struct RateLimit {
   int64_t limit = -1;
   int64_t remaining = -1;
   int64_t reset_unix_s = -1;
   int64_t retry_after_s = -1;
+  int64_t retry_at_unix_s = -1;
 };
 
 class StreamClient {
@@ -127,6 +129,16 @@ class StreamClient {
   HttpRequest BuildAddBatch(std::string_view group, std::string_view feed_id,
                             const std::vector<const OutboxRecord*>& records);
 
+  // One follow_many request for kFollow records (1..kBatchActivitiesMax) that
+  // share one activity_copy_limit (FollowCopyLimit): POST
+  // follow_many/?activity_copy_limit=N body [{"source":"<group>:<feed_id>",
+  // "target":<foreign_id>},...], token feed_id "*" (golden "followMany").
+  // Stream answers 201 for the whole batch or fails it as a whole.
+  HttpRequest BuildFollowMany(const std::vector<const OutboxRecord*>& records);
+  // The activity_copy_limit of a kFollow record's body, or -1 when the body
+  // has none or is not the JSON object we produce.
+  int64_t FollowCopyLimit(const OutboxRecord& record);
+
   // One partial-update request for kActivityUpdate records (1..kBatchActivitiesMax):
   // POST activity/ body {"changes":[c1,c2,...]}. Stream applies all or none:
   // one unknown activity fails the whole request with 404.
@@ -157,7 +169,7 @@ class StreamClient {
   // "<http status> <exception>: <detail>" (or "network: <error>" for status 0),
   // the outbox's last_error format. Detail is cut to 200 bytes.
   std::string DescribeFailure(const HttpResponse& response);
-  // Reads X-Ratelimit-Limit/-Remaining/-Reset and Retry-After.
+  // Reads X-Ratelimit-Limit/-Remaining/-Reset and Retry-After (both forms).
   static RateLimit ParseRateLimit(const HttpResponse& response);
   // Reads an add response: a single stored activity ({"id","foreign_id",...})
   // or {"activities":[...]}. Appends (foreign_id, id) for every activity that

@@ -1,7 +1,8 @@
 // Proves that outbox records survive their binary encoding for every
 // operation, that invalid or corrupt records are refused (before writing and
-// after reading) without crashing, and that dead letters move, come back
-// under their own sequence, and block their entity while they exist.
+// after reading) without crashing, that dead letters move, come back under
+// their own sequence with their attempts, and block their entity while they
+// exist, and that undecodable records are quarantined and attributed.
 #define BOOST_TEST_MODULE outbox_test
 #include <boost/test/unit_test.hpp>
 
@@ -303,12 +304,13 @@ BOOST_AUTO_TEST_CASE(MoveToDeadRetryDeadAndDropDead) {
   }
 
   // Retried: back in the outbox under its own (older) sequence, before b and
-  // c, with attempts reset.
+  // c, due at once and without the old error, but with its attempts kept.
   BOOST_REQUIRE(store->Write([&](WriteTxn& txn) { return RetryDead(txn, a.seq); }).ok());
   outbox = test::OutboxRecords(*store);
   BOOST_REQUIRE(outbox.size() == 3u);
   BOOST_TEST(outbox[0].seq == a.seq);
-  BOOST_TEST(outbox[0].attempts == 0u);
+  BOOST_TEST(outbox[0].attempts == 9u);
+  BOOST_TEST(outbox[0].last_error.empty());
   BOOST_TEST(outbox[0].next_attempt_ms == 0);
   BOOST_TEST(outbox[0].body == a.body);
   BOOST_TEST(outbox[1].seq == b.seq);
@@ -398,6 +400,80 @@ BOOST_AUTO_TEST_CASE(OutboxRecordJsonIsValidJsonForEveryOp) {
       }
     }
   }
+}
+
+// Regression (audit 2): RetryDead reset attempts to 0, so a dead add that may
+// have reached Stream looked "never sent" and was later compacted away with
+// its remove, leaving the activity on Stream.
+BOOST_AUTO_TEST_CASE(RetryDeadKeepsAttemptsSoAnAddThatMayHaveLandedIsNotCompactedAway) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  OutboxRecord add = Enqueue(*store, ValidRecord(OutboxOp::kActivityAdd));
+  add.attempts = 1;
+  add.last_error = "400 InputException: rejected";
+  BOOST_REQUIRE(store->Write([&](WriteTxn& txn) { return MoveToDead(txn, add); }).ok());
+  BOOST_REQUIRE(store->Write([&](WriteTxn& txn) { return RetryDead(txn, add.seq); }).ok());
+  const auto outbox = test::OutboxRecords(*store);
+  BOOST_REQUIRE(outbox.size() == 1u);
+  BOOST_TEST(outbox[0].attempts == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(PeekOutboxEntityReadsTheEntityOfRecordsThatDoNotDecode) {
+  for (OutboxOp op : kAllOps) {
+    BOOST_TEST_CONTEXT(OutboxOpName(op)) {
+      const OutboxRecord r = ValidRecord(op);
+      const std::string bytes = EncodeOutboxRecord(r);
+      std::string_view entity;
+      BOOST_REQUIRE(PeekOutboxEntity(bytes, &entity));
+      BOOST_TEST(entity == r.entity);
+      // Trailing garbage: not a record, but still attributable.
+      const std::string longer = bytes + "junk";
+      BOOST_TEST(!DecodeOutboxRecord(U64Key(1), longer).ok());
+      BOOST_REQUIRE(PeekOutboxEntity(longer, &entity));
+      BOOST_TEST(entity == r.entity);
+    }
+  }
+  std::string_view entity = "untouched";
+  for (const std::string& junk : {std::string(), std::string("\x01"), std::string("\x02" "abc"),
+                                  std::string(40, '\xff')}) {
+    BOOST_TEST(!PeekOutboxEntity(junk, &entity));
+  }
+  BOOST_TEST(entity == "untouched");
+}
+
+// Regression (audit 5): undecodable records used to be skipped on every
+// round; now they are quarantined (moved to the dead letters as they are),
+// block their entity, cannot be retried and can be dropped.
+BOOST_AUTO_TEST_CASE(QuarantinedRecordBlocksItsEntityAndCanOnlyBeDropped) {
+  TempDir dir;
+  auto store = OpenStore(dir.path());
+  const OutboxRecord good = ValidRecord(OutboxOp::kActivityUpdate);
+  const std::string corrupt = EncodeOutboxRecord(good) + "x";
+  BOOST_REQUIRE(store->Write([&](WriteTxn& txn) {
+    return txn.Put(Db::kOutbox, U64Key(7), corrupt);
+  }).ok());
+  BOOST_TEST(store->Write([&](WriteTxn& txn) { return QuarantineOutbox(txn, 8); }).IsNotFound());
+  BOOST_REQUIRE(store->Write([&](WriteTxn& txn) { return QuarantineOutbox(txn, 7); }).ok());
+  auto txn = store->BeginRead();
+  BOOST_REQUIRE(txn.ok());
+  BOOST_TEST((*txn)->Count(Db::kOutbox) == 0u);
+  std::string_view value;
+  BOOST_REQUIRE((*txn)->Get(Db::kDead, U64Key(7), &value).ok());
+  BOOST_TEST(value == corrupt);  // unchanged bytes, for a person to look at
+  BOOST_TEST(EntityIsDead(**txn, good.entity));
+  const std::string json = CorruptRecordJson(U64Key(7), value, Status::Internal("bad"));
+  test::Json j(json);
+  BOOST_TEST(j.at("seq").num() == 7);
+  BOOST_TEST(j.at("corrupt").boolean());
+  BOOST_TEST(j.at("entity").str() == good.entity);
+  txn->reset();
+  const Status retry = store->Write([&](WriteTxn& w) { return RetryDead(w, 7); });
+  BOOST_TEST(retry.code() == Status::Code::kConflict);
+  BOOST_TEST(retry.error_code() == "corrupt_dead_letter");
+  BOOST_REQUIRE(store->Write([&](WriteTxn& w) { return DropDead(w, 7); }).ok());
+  auto after = store->BeginRead();
+  BOOST_REQUIRE(after.ok());
+  BOOST_TEST(!EntityIsDead(**after, good.entity));
 }
 
 }  // namespace

@@ -487,15 +487,81 @@ BOOST_AUTO_TEST_CASE(LostAcknowledgementOnReusedConnectionIsResentByCurlNotDupli
   BOOST_TEST(Feed("user", "42").size() == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(HangLongerThanTheTimeoutIsStatusZero) {
+BOOST_AUTO_TEST_CASE(HangLongerThanTheTimeoutIsStatusZeroAndNothingIsApplied) {
   CurlTransport impatient(TransportOptions(300));
-  stream_double.SetHangMs(2000);
+  stream_double.SetHangMs(600);
   const auto start = std::chrono::steady_clock::now();
   const HttpResponse r = Send(client->BuildSingle(Add("user", "42", "C:1", kTime1)), &impatient);
   BOOST_TEST(r.status == 0);
   BOOST_TEST(r.error.find("imeout") != std::string::npos, r.error);
-  BOOST_TEST(ElapsedMs(start) < 1500);
+  BOOST_TEST(r.maybe_delivered);  // the request went out
+  BOOST_TEST(ElapsedMs(start) < 550);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  BOOST_TEST(Feed("user", "42").empty());  // dropped after the hang, never applied
   stream_double.SetHangMs(0);
+}
+
+BOOST_AUTO_TEST_CASE(HangThenApplyTakesEffectAfterTheClientGaveUp) {
+  CurlTransport impatient(TransportOptions(200));
+  stream_double.SetHangMs(500, /*then_apply=*/true);
+  const HttpResponse r = Send(client->BuildSingle(Add("user", "42", "C:1", kTime1)), &impatient);
+  BOOST_TEST(r.status == 0);
+  BOOST_TEST(r.maybe_delivered);
+  BOOST_TEST(Feed("user", "42").empty());  // not yet
+  for (int i = 0; i < 100 && Feed("user", "42").empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  BOOST_TEST(Feed("user", "42").size() == 1u);  // applied late
+  stream_double.SetHangMs(0);
+}
+
+BOOST_AUTO_TEST_CASE(RefusedConnectionIsNotMaybeDelivered) {
+  CurlTransport t(TransportOptions(1000));
+  BOOST_REQUIRE(stream_double.SetRefuse(true).ok());
+  const HttpResponse r = Send(client->BuildSingle(Add("user", "42", "C:1", kTime1)), &t);
+  BOOST_TEST(r.status == 0);
+  BOOST_TEST(!r.maybe_delivered);
+  BOOST_REQUIRE(stream_double.SetRefuse(false).ok());
+}
+
+BOOST_AUTO_TEST_CASE(FollowManyFollowsEveryPairOrNone) {
+  BOOST_TEST(Send(Add("user", "42", "C:1", kTime1)).status == 201);
+  const OutboxRecord a = Simple(OutboxOp::kFollow, "timeline", "43", "user:42",
+                                R"({"target":"user:42","activity_copy_limit":20})");
+  const OutboxRecord b = Simple(OutboxOp::kFollow, "timeline", "44", "user:42",
+                                R"({"target":"user:42","activity_copy_limit":20})");
+  const HttpResponse r = Send(client->BuildFollowMany({&a, &b}));
+  BOOST_TEST(r.status == 201, r.body);
+  BOOST_TEST(stream_double.IsFollowing("timeline:43", "user:42"));
+  BOOST_TEST(stream_double.IsFollowing("timeline:44", "user:42"));
+  BOOST_TEST(Feed("timeline", "43").size() == 1u);  // copied
+  BOOST_TEST(stream_double.RequestCount("follow_many") == 1);
+  // One bad pair fails the whole batch.
+  const OutboxRecord c = Simple(OutboxOp::kFollow, "timeline", "45", "user:42",
+                                R"({"target":"user:42","activity_copy_limit":20})");
+  const OutboxRecord bad = Simple(OutboxOp::kFollow, "timeline", "46", "nocolon",
+                                  R"({"target":"nocolon","activity_copy_limit":20})");
+  BOOST_TEST(Send(client->BuildFollowMany({&c, &bad})).status == 400);
+  BOOST_TEST(!stream_double.IsFollowing("timeline:45", "user:42"));
+  // The token must be for every feed.
+  HttpRequest narrow = client->BuildFollowMany({&c});
+  for (auto& [k, v] : narrow.headers) {
+    if (k == "Authorization") v = client->Token(R"({"resource":"*","action":"*","feed_id":"timeline45"})");
+  }
+  BOOST_TEST(Send(narrow).status == 403);
+}
+
+BOOST_AUTO_TEST_CASE(RateLimitPerMinuteSetsTheAdvertisedLimit) {
+  HttpResponse r = Send(Add("user", "42", "C:1", kTime1));
+  BOOST_TEST(StreamClient::ParseRateLimit(r).limit == 1000);  // Stream's published add limit
+  BOOST_TEST(StreamClient::ParseRateLimit(r).remaining == 999);
+  // (The count is per calendar minute: the next call may open a new minute.)
+  BOOST_REQUIRE(stream_double.ApplyControlJson(R"({"rate_limit_per_minute":50000})").ok());
+  r = Send(Add("user", "42", "C:2", kTime1));
+  BOOST_TEST(StreamClient::ParseRateLimit(r).limit == 50000);
+  BOOST_TEST(StreamClient::ParseRateLimit(r).remaining >= 50000 - 2);
+  BOOST_TEST(StreamClient::ParseRateLimit(r).remaining <= 50000 - 1);
+  BOOST_TEST(!stream_double.ApplyControlJson(R"({"rate_limit_per_minute":-1})").ok());
 }
 
 BOOST_AUTO_TEST_CASE(DelayedAnswersAreConcurrentAndLateAnswersAreLostAcks) {
@@ -607,7 +673,8 @@ BOOST_AUTO_TEST_CASE(MaxInFlightBoundsConcurrencyButCompletesEverything) {
   BOOST_TEST(ElapsedMs(start) >= 3 * 200 - 50);  // three waves of two
   for (const auto& r : responses) {
     BOOST_TEST(r.status == 201);
-    BOOST_TEST(r.Header("content-type") == "application/json");  // lowercased names
+    BOOST_TEST(r.Header("content-type") == "application/json; charset=utf-8");  // lowercased names
+    BOOST_TEST(r.Header("content-encoding").empty());  // never compressed (stream_double.h)
   }
   stream_double.SetDelayMs(0);
 }

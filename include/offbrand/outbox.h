@@ -75,19 +75,41 @@ Status CheckOutboxRecord(const OutboxRecord& rec);
 
 // Assigns rec->seq and rec->created_ms (txn.now_ms()) and writes the record.
 Status EnqueueOutbox(WriteTxn& txn, OutboxRecord* rec);
+// The entity of a stored record, read without decoding the rest and without
+// checking the record's invariants, so that a record that fails
+// DecodeOutboxRecord can still be attributed. False when even the fields up
+// to the entity cannot be read (or it is empty); *entity then is untouched.
+// The view points into `value`.
+bool PeekOutboxEntity(std::string_view value, std::string_view* entity);
+
 // Moves a record (with its last_error) to the dead-letter database.
 Status MoveToDead(WriteTxn& txn, const OutboxRecord& rec);
-// Moves a dead letter back into the outbox under its original sequence number,
-// with attempts reset. NotFound when there is no such dead letter.
+// Moves the stored bytes of outbox record `seq`, whatever they hold, to the
+// dead letters unchanged (quarantine of a record that does not decode: it
+// then blocks its entity like any dead letter, and an operator can drop it).
+// NotFound when the outbox has no such record.
+Status QuarantineOutbox(WriteTxn& txn, uint64_t seq);
+// Moves a dead letter back into the outbox under its original sequence number
+// with next_attempt_ms and last_error cleared. `attempts` is kept: attempts > 0
+// means the record may have reached Stream, which compaction relies on (an add
+// that may have landed is never dropped together with its remove).
+// NotFound when there is no such dead letter; kConflict
+// ("corrupt_dead_letter") when its bytes are not a valid record (it can only
+// be dropped).
 Status RetryDead(WriteTxn& txn, uint64_t seq);
-// Deletes a dead letter. NotFound when there is none.
+// Deletes a dead letter (valid or not). NotFound when there is none.
 Status DropDead(WriteTxn& txn, uint64_t seq);
 // True when `entity` has a dead letter (its later records must wait).
-// Dead letters are few, so this scans kDead.
+// Dead letters are few, so this scans kDead (corrupt ones are attributed with
+// PeekOutboxEntity).
 bool EntityIsDead(const Txn& txn, std::string_view entity);
 
 // JSON for people (CLI `outbox list`, /sync/dead).
 std::string OutboxRecordJson(const OutboxRecord& rec);
+// JSON for a stored record that does not decode:
+// {"seq":N,"corrupt":true,"entity":<peeked entity or null>,"error":<why>}.
+std::string CorruptRecordJson(std::string_view key, std::string_view value,
+                              const Status& why);
 
 }  // namespace offbrand
 

@@ -1,7 +1,7 @@
 // stream_double_server: the Stream test double as a process.
 //
 //   stream_double_server [--port N] [--api-key K] [--api-secret S]
-//                        [--control-port [N]] [--host H]
+//                        [--control-port [N]] [--host H] [--threads N]
 //
 // Prints "listening <port>" (and "control <port>" with --control-port) on
 // stdout, flushes, and serves until SIGTERM or SIGINT. Port 0 (the default)
@@ -20,7 +20,7 @@ namespace {
 void Usage() {
   std::fprintf(stderr,
                "usage: stream_double_server [--port N] [--api-key K] [--api-secret S] "
-               "[--control-port [N]] [--host H]\n");
+               "[--control-port [N]] [--host H] [--threads N]\n");
 }
 
 bool ParsePort(const char* text, int* out) {
@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
       options.api_key = argv[++i];
     } else if (arg == "--api-secret" && has_value) {
       options.api_secret = argv[++i];
+    } else if (arg == "--threads" && has_value) {
+      int threads = 0;
+      if (!ParsePort(argv[++i], &threads) || threads < 16) return Usage(), 2;
+      options.threads = threads;
     } else if (arg == "--host" && has_value) {
       options.host = argv[++i];
     } else if (arg == "--control-port") {

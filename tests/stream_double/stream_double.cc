@@ -31,6 +31,10 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 constexpr std::string_view kApiPrefix = "/api/v1.0/";
 constexpr size_t kActivityBytesMax = 10 * 1024;
 constexpr size_t kVerbBytesMax = 255;
+// With a charset parameter cpp-httplib does not compress answers: its brotli
+// (picked whenever a client accepts br, as curl does) cost the double more
+// CPU than everything else it does together.
+constexpr const char* kJsonType = "application/json; charset=utf-8";
 constexpr int64_t kCopyLimitDefault = 100;
 constexpr int64_t kCopyLimitMax = 1000;
 constexpr int64_t kReadLimitDefault = 25;
@@ -248,7 +252,7 @@ struct User {
 struct Route {
   enum class Kind {
     kUnknown, kUserAdd, kUser, kFeed, kFeedItem, kFollow, kUnfollow, kEnrichFeed, kActivity,
-    kActivities
+    kActivities, kFollowMany
   };
   Kind kind = Kind::kUnknown;
   std::string op = "unknown";  // request counter name
@@ -333,6 +337,17 @@ int64_t RateLimitFor(const std::string& op) {
   return 1000;
 }
 
+// A follow's target must be "<slug>:<id>" and differ from the follower.
+Reply CheckFollow(const std::string& feed, const std::string& target) {
+  const size_t colon = target.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size() ||
+      target.find(':', colon + 1) != std::string::npos) {
+    return InputError("target must be \"<slug>:<id>\"", "target");
+  }
+  if (target == feed) return InputError("a feed cannot follow itself", "target");
+  return Reply{};
+}
+
 Route ParseRoute(const httplib::Request& req) {
   Route r;
   std::string_view target = req.target;
@@ -399,6 +414,9 @@ Route ParseRoute(const httplib::Request& req) {
   } else if (n == 1 && seg[0] == "activity" && m == "POST") {
     r.kind = Route::Kind::kActivity;
     r.op = "activity.update";
+  } else if (n == 1 && seg[0] == "follow_many" && m == "POST") {
+    r.kind = Route::Kind::kFollowMany;
+    r.op = "follow_many";
   } else if (n == 1 && seg[0] == "activities" && m == "GET") {
     r.kind = Route::Kind::kActivities;
     r.op = "activities.get";
@@ -509,7 +527,7 @@ std::unique_ptr<StreamDouble::Listener> StreamDouble::MakeListener(bool api, int
       [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
         const Reply r = Error(500, -1, "InternalServerError", "the test double threw");
         res.status = r.status;
-        res.set_content(r.body, "application/json");
+        res.set_content(r.body, kJsonType);
       });
   auto admin = [this](const httplib::Request& req, httplib::Response& res) { HandleAdmin(req, res); };
   srv->Get("/__state", admin);
@@ -628,9 +646,10 @@ StreamDoubleFaults StreamDouble::faults() const {
 
 void StreamDouble::ClearFaults() { (void)SetFaults(StreamDoubleFaults{}); }
 
-void StreamDouble::SetHangMs(int64_t ms) {
+void StreamDouble::SetHangMs(int64_t ms, bool then_apply) {
   std::lock_guard<std::mutex> lock(mu_);
   faults_.hang_ms = ms;
+  faults_.hang_then_apply = then_apply;
 }
 void StreamDouble::SetDelayMs(int64_t ms) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -687,6 +706,10 @@ Status StreamDouble::ApplyControlJson(std::string_view json) {
       ok = field.value.get(f.reject_credentials) == simdjson::SUCCESS;
     } else if (k == "hang_ms") {
       ok = get_int(&f.hang_ms);
+    } else if (k == "hang_then_apply") {
+      ok = field.value.get(f.hang_then_apply) == simdjson::SUCCESS;
+    } else if (k == "rate_limit_per_minute") {
+      ok = get_int(&f.rate_limit_per_minute) && f.rate_limit_per_minute >= 0;
     } else if (k == "delay_ms") {
       ok = get_int(&f.delay_ms);
     } else if (k == "fail_status") {
@@ -781,6 +804,10 @@ std::string StreamDouble::FaultsJsonLocked() const {
   w.Bool(f.refuse);
   Key(w, "hang_ms");
   w.Int64(f.hang_ms);
+  Key(w, "hang_then_apply");
+  w.Bool(f.hang_then_apply);
+  Key(w, "rate_limit_per_minute");
+  w.Int64(f.rate_limit_per_minute);
   Key(w, "delay_ms");
   w.Int64(f.delay_ms);
   Key(w, "fail_status");
@@ -964,19 +991,19 @@ void StreamDouble::ReleaseActivity(const std::string& id) {
 
 void StreamDouble::HandleAdmin(const httplib::Request& req, httplib::Response& res) {
   if (req.path == "/__state") {
-    res.set_content(StateJson(), "application/json");
+    res.set_content(StateJson(), kJsonType);
   } else if (req.path == "/__reset") {
     Reset();
-    res.set_content("{}", "application/json");
+    res.set_content("{}", kJsonType);
   } else {  // /__control
     const Status s = ApplyControlJson(req.body);
     if (!s.ok()) {
       res.status = 400;
-      res.set_content("{\"error\":\"" + s.message() + "\"}", "application/json");
+      res.set_content("{\"error\":\"" + s.message() + "\"}", kJsonType);
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
-    res.set_content(FaultsJsonLocked(), "application/json");
+    res.set_content(FaultsJsonLocked(), kJsonType);
   }
 }
 
@@ -984,6 +1011,7 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
   const auto started = std::chrono::steady_clock::now();
   const Route route = ParseRoute(req);
   int64_t hang_ms = 0;
+  bool hang_then_apply = false;
   bool refusing = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -991,6 +1019,7 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     ++request_counts_[route.op];
     refusing = faults_.refuse;
     hang_ms = faults_.hang_ms;
+    hang_then_apply = faults_.hang_then_apply;
   }
   // Before each drop: what the client would see if the socket were not found.
   res.status = 503;
@@ -998,9 +1027,12 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     DropConnection(req);
     return;
   }
-  if (hang_ms > 0 && !SleepMs(hang_ms)) {
-    DropConnection(req);  // shutting down
-    return;
+  if (hang_ms > 0) {
+    // Unapplied unless told otherwise (see "slow modes" in the header).
+    if (!SleepMs(hang_ms) || !hang_then_apply) {
+      DropConnection(req);
+      return;
+    }
   }
 
   Reply reply;
@@ -1013,7 +1045,8 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
     std::lock_guard<std::mutex> lock(mu_);
     const int64_t now_s = NowUs() / 1'000'000;
     const int64_t minute = now_s / 60;
-    limit = RateLimitFor(route.op);
+    limit = faults_.rate_limit_per_minute > 0 ? faults_.rate_limit_per_minute
+                                              : RateLimitFor(route.op);
     const int64_t used = ++rate_windows_[{route.op, minute}];
     remaining = std::max<int64_t>(0, limit - used);
     reset_s = (minute + 1) * 60;
@@ -1069,7 +1102,7 @@ void StreamDouble::HandleApi(const httplib::Request& req, httplib::Response& res
   res.set_header("X-Ratelimit-Remaining", std::to_string(remaining));
   res.set_header("X-Ratelimit-Reset", std::to_string(reset_s));
   if (reply.retry_after_s >= 0) res.set_header("Retry-After", std::to_string(reply.retry_after_s));
-  res.set_content(reply.body, "application/json");
+  res.set_content(reply.body, kJsonType);
 }
 
 Reply StreamDouble::Authenticate(const httplib::Request& req, const Route& route) const {
@@ -1112,6 +1145,10 @@ Reply StreamDouble::Authenticate(const httplib::Request& req, const Route& route
     case Kind::kUser:
       if (resource != "*" && resource != "users") return denied("token resource is not users");
       if (feed_id != "*") return denied("user endpoints need feed_id \"*\"");
+      break;
+    case Kind::kFollowMany:
+      if (resource != "*" && resource != "follower") return denied("token resource is not follower");
+      if (feed_id != "*") return denied("follow_many needs feed_id \"*\"");
       break;
     case Kind::kActivity:
     case Kind::kActivities:
@@ -1156,6 +1193,8 @@ Reply StreamDouble::Dispatch(const httplib::Request& req, const Route& route) {
       return RemoveActivity(route.feed, route.item, req.get_param_value("foreign_id") == "1");
     case Kind::kFollow:
       return Follow(route.feed, req.body);
+    case Kind::kFollowMany:
+      return FollowMany(req);
     case Kind::kUnfollow: {
       const std::string keep = req.get_param_value("keep_history");
       return Unfollow(route.feed, route.item, keep == "1" || keep == "true");
@@ -1360,17 +1399,52 @@ Reply StreamDouble::Follow(const std::string& feed, std::string_view body) {
   if (obj["target"].get(e) != simdjson::SUCCESS || !AsString(e, &target)) {
     return InputError("target is required", "target");
   }
-  const size_t colon = target.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size() ||
-      target.find(':', colon + 1) != std::string::npos) {
-    return InputError("target must be \"<slug>:<id>\"", "target");
-  }
-  if (target == feed) return InputError("a feed cannot follow itself", "target");
   int64_t copy_limit = kCopyLimitDefault;
   if (obj["activity_copy_limit"].get(e) == simdjson::SUCCESS &&
       (e.get(copy_limit) != simdjson::SUCCESS || copy_limit < 0 || copy_limit > kCopyLimitMax)) {
     return InputError("activity_copy_limit must be 0..1000", "activity_copy_limit");
   }
+  if (Reply bad = CheckFollow(feed, target); bad.status != 200) return bad;
+  return FollowChecked(feed, target, copy_limit);
+}
+
+Reply StreamDouble::FollowMany(const httplib::Request& req) {
+  int64_t copy_limit = kCopyLimitDefault;
+  if (req.has_param("activity_copy_limit")) {
+    const std::string text = req.get_param_value("activity_copy_limit");
+    char* end = nullptr;
+    copy_limit = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || copy_limit < 0 || copy_limit > kCopyLimitMax) {
+      return InputError("activity_copy_limit must be 0..1000", "activity_copy_limit");
+    }
+  }
+  simdjson::dom::parser parser;
+  simdjson::padded_string padded(req.body);
+  simdjson::dom::array pairs;
+  if (parser.parse(padded).get(pairs) != simdjson::SUCCESS) {
+    return InputError("the body must be a JSON array of {source, target}");
+  }
+  // All or nothing: validate every pair first.
+  std::vector<std::pair<std::string, std::string>> edges;
+  for (simdjson::dom::element p : pairs) {
+    simdjson::dom::object o;
+    simdjson::dom::element e;
+    std::string source, target;
+    if (p.get(o) != simdjson::SUCCESS || o["source"].get(e) != simdjson::SUCCESS ||
+        !AsString(e, &source) || o["target"].get(e) != simdjson::SUCCESS ||
+        !AsString(e, &target)) {
+      return InputError("every follow needs a string source and target");
+    }
+    if (Reply bad = CheckFollow(source, target); bad.status != 200) return bad;
+    if (Reply bad = CheckFollow(target, source); bad.status != 200) return bad;
+    edges.emplace_back(std::move(source), std::move(target));
+  }
+  for (const auto& [source, target] : edges) (void)FollowChecked(source, target, copy_limit);
+  return Ok(201, "{}");
+}
+
+Reply StreamDouble::FollowChecked(const std::string& feed, const std::string& target,
+                                  int64_t copy_limit) {
   if (!following_[feed].insert(target).second) return Ok(201, "{}");  // re-follow: no-op
   followers_[target].insert(feed);
   std::vector<std::string> direct;

@@ -10,7 +10,8 @@
 //   activity/ (partial update {"changes":[...]}, all or nothing),
 //   activities/ (GET ?foreign_ids=&timestamps= or ?ids=),
 //   feed/<g>/<id>/following/ and .../follows/ (POST follow; DELETE
-//   .../<tg>:<tid>/[?keep_history=1]).
+//   .../<tg>:<tid>/[?keep_history=1]), follow_many/ (POST
+//   [{"source","target"}...] with ?activity_copy_limit=; all or nothing).
 // Activities are stored once, keyed by foreign_id + time (an add with a known
 // key replaces the fields and keeps the id; an add without time gets server
 // time and is always new) and linked into feeds: the feed they were added to
@@ -30,8 +31,12 @@
 // remove of an unknown foreign id 200 ({"removed":...}); GET/PUT/DELETE of a
 // missing user 404 code 16 (a sync engine should count a 404 on a user delete
 // as done). Unknown endpoints and paths without the trailing '/' are 404.
-// Every /api/ answer carries X-Ratelimit-Limit/-Remaining/-Reset (counted per
-// operation per minute; never enforced unless a rate_limit fault is set).
+// Every /api/ answer carries X-Ratelimit-Limit/-Remaining/-Reset, counted per
+// operation per calendar minute against Stream's published limits (add 1000,
+// remove 300, update 250, others 1000) or, when `rate_limit_per_minute` is
+// set, that figure for every operation (a plan with higher limits). The
+// count is only reported, never enforced: a 429 comes only from the
+// rate_limit fault.
 //
 // Faults (StreamDoubleFaults) are set from C++ or with POST /__control (JSON
 // with any subset of the fault fields, plus "clear":true to reset them all
@@ -42,6 +47,17 @@
 // refuse, hang, reject_credentials, fail_status, rate_limit, authentication,
 // the operation itself, drop_after_processing, delay.
 //
+// The two slow modes differ in when the request takes effect:
+//   hang_ms    the request waits before anything happens. Then, by default,
+//              the connection is dropped and the request is NOT applied
+//              (Stream never answers and nothing changes); with
+//              hang_then_apply it is applied and answered after the wait:
+//              a client that timed out meanwhile saw a failure for a request
+//              that takes effect LATER ("late application").
+//   delay_ms   the request is applied at once and the answer is sent this
+//              much later: a client that times out saw a failure for a
+//              request that already took effect (a lost acknowledgement).
+//
 // How a connection is dropped ("lost acknowledgement", and requests arriving
 // on a kept-alive connection while refusing): cpp-httplib has no API for it,
 // so the handler finds its own socket by scanning /proc/self/fd for the TCP
@@ -50,6 +66,10 @@
 // from server"). httplib's later write fails with EPIPE, which is why the
 // double ignores SIGPIPE process-wide (also needed when a client times out
 // while a hang or delay runs). Linux only.
+//
+// Answers are "application/json; charset=utf-8" and never compressed (the
+// charset keeps cpp-httplib from compressing; its brotli was the double's
+// main CPU cost).
 //
 // Thread-safety: all public methods are thread-safe. Handlers run on a pool of
 // `threads` workers per listener; state is guarded by one mutex, never held
@@ -94,14 +114,18 @@ struct StreamDoubleOptions {
   int control_port = -1;  // -1: no control listener; 0: any free port
   std::string api_key = "testkey";
   std::string api_secret = "testsecret";
-  int threads = 32;       // worker threads per listener (>= 16)
+  // Worker threads per listener (>= 16). cpp-httplib keeps a kept-alive
+  // connection on one worker, so this must be at least the number of
+  // connections a client keeps open (the sync engine: kRequestsInFlightMax).
+  int threads = 80;
 };
 
 // The injectable faults. "count" fields: the next N /api/ requests; -1 means
 // every request until cleared; 0 means off.
 struct StreamDoubleFaults {
   bool refuse = false;               // main port closed: connections refused
-  int64_t hang_ms = 0;               // every request sleeps this long before anything
+  int64_t hang_ms = 0;               // every request waits this long before anything, then:
+  bool hang_then_apply = false;      // false: dropped unapplied; true: applied and answered late
   int64_t delay_ms = 0;              // every answer is sent this much later (after processing)
   int fail_status = 500;             // status of injected failures (500 or 503 ...)
   int64_t fail_count = 0;            // requests answered fail_status, unprocessed
@@ -110,6 +134,7 @@ struct StreamDoubleFaults {
   int64_t drop_after_processing = 0; // requests processed, then the connection dropped
   std::string poison_foreign_id;     // adds/updates naming it: 400 InputException
   bool reject_credentials = false;   // every request: 401 ApiKeyException
+  int64_t rate_limit_per_minute = 0; // > 0: X-Ratelimit-Limit of every operation
 };
 
 // One stored activity as the double holds it.
@@ -146,7 +171,8 @@ class StreamDouble {
   // Closes (true) or reopens (false) the main port. Reopening binds the same
   // port again; kUnavailable if that fails.
   Status SetRefuse(bool refuse);
-  void SetHangMs(int64_t ms);
+  // hang_ms = ms and hang_then_apply = then_apply (see the file comment).
+  void SetHangMs(int64_t ms, bool then_apply = false);
   void SetDelayMs(int64_t ms);
   void FailNext(int status, int64_t count);
   void RateLimitNext(int64_t count, int64_t reset_s);
@@ -200,6 +226,9 @@ class StreamDouble {
   Reply UpdateActivities(std::string_view body);
   Reply RemoveActivity(const std::string& feed, const std::string& key, bool by_foreign_id);
   Reply Follow(const std::string& feed, std::string_view body);
+  Reply FollowMany(const httplib::Request& req);
+  // Follow of `target` by `feed` (both "<slug>:<id>"), arguments validated.
+  Reply FollowChecked(const std::string& feed, const std::string& target, int64_t copy_limit);
   Reply Unfollow(const std::string& feed, const std::string& target, bool keep_history);
   Reply ReadFeed(const httplib::Request& req, const std::string& feed, bool enrich) const;
   Reply GetActivities(const httplib::Request& req) const;
