@@ -746,7 +746,7 @@ void Bench::Seed() {
   report_.Add("[6] idle RSS after start (default settings)",
               Fmt("%.2f MiB", idle_kib / 1024.0), "<= 8 MiB", Verdict(idle_kib <= 8 * 1024));
   report_.Note(Fmt("idle: VmRSS %" PRId64 " KiB one second after /readyz (RssAnon %" PRId64
-                   " KiB private; RssFile %" PRId64 " KiB, the pages of the 48 shared libraries "
+                   " KiB private; RssFile %" PRId64 " KiB, pages of the shared libraries "
                    "Debian's libcurl and cpp-httplib load; Pss %" PRId64 " KiB; %" PRId64
                    " threads); exec to /readyz %.1f ms with %zu users",
                    idle_kib, ProcStatusKib(s.pid(), "RssAnon"), ProcStatusKib(s.pid(), "RssFile"),
