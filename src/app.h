@@ -20,9 +20,6 @@
 
 namespace offbrand {
 
-// The User-Agent of the watchdog's own /healthz probe (not request-logged).
-inline constexpr char kWatchdogUserAgent[] = "offbrand-watchdog";
-
 class App {
  public:
   // Opens the store (checking and migrating the schema), creates the

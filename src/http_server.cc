@@ -450,8 +450,13 @@ HttpServer::HttpServer(Services& svc)
     if (svc_.metrics != nullptr) svc_.metrics->RecordRequest(name, res.status, seconds);
     // The path without its query (tokens may travel in queries); both cut
     // short so a hostile request cannot fill the log.
-    OB_LOG(kInfo, "http: %.16s %.512s %d %.2fms", req.method.empty() ? "-" : req.method.c_str(),
-           req.path.empty() ? "-" : req.path.c_str(), res.status, seconds * 1000);
+    const char* method = req.method.empty() ? "-" : req.method.c_str();
+    const char* path = req.path.empty() ? "-" : req.path.c_str();
+    if (req.get_header_value("User-Agent") == kWatchdogUserAgent) {
+      OB_LOG(kDebug, "http: %.16s %.512s %d %.2fms", method, path, res.status, seconds * 1000);
+    } else {
+      OB_LOG(kInfo, "http: %.16s %.512s %d %.2fms", method, path, res.status, seconds * 1000);
+    }
   });
 }
 

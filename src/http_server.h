@@ -39,6 +39,10 @@
 
 namespace offbrand {
 
+// The User-Agent of the watchdog's own /healthz probe (App): its requests
+// are request-logged at debug level only, not every few seconds at info.
+inline constexpr char kWatchdogUserAgent[] = "offbrand-watchdog";
+
 class Metrics;
 class Mailer;
 class PasswordHasher;
