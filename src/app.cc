@@ -138,6 +138,7 @@ Result<std::unique_ptr<App>> App::Open(Config config) {
   RegisterUserRoutes(*app->server_);
   RegisterCollectionRoutes(*app->server_);
   RegisterSyncRoutes(*app->server_);
+  RegisterLinkPages(*app->server_);
   s = app->server_->Bind(cfg.listen_host, cfg.listen_port);
   if (!s.ok()) return s;
   return app;

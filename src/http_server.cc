@@ -464,11 +464,15 @@ HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Route(const char* method, const std::string& pattern, const char* name,
                        RouteHandler handler) {
+  RouteAtRoot(method, FullPattern(pattern), name, std::move(handler));
+}
+
+void HttpServer::RouteAtRoot(const char* method, const std::string& full, const char* name,
+                             RouteHandler handler) {
   auto fn = [this, name, handler = std::move(handler)](const httplib::Request& req,
                                                        httplib::Response& res) {
     Dispatch(name, handler, req, res);
   };
-  const std::string full = FullPattern(pattern);
   const std::string m = method;
   if (m == "GET") server_.Get(full, fn);
   else if (m == "POST") server_.Post(full, fn);

@@ -148,6 +148,9 @@ class HttpServer {
   // (/healthz, /readyz, /metrics), which are used as given.
   void Route(const char* method, const std::string& pattern, const char* name,
              RouteHandler handler);
+  // The same for a page outside the API, at `pattern` as given ("/confirm").
+  void RouteAtRoot(const char* method, const std::string& pattern, const char* name,
+                   RouteHandler handler);
 
   // Binds the listening socket (port 0 picks one). Fails with a message.
   Status Bind(const std::string& host, int port);
@@ -176,6 +179,7 @@ void RegisterFeedRoutes(HttpServer& server);        // feeds.cc
 void RegisterFollowRoutes(HttpServer& server);      // follows.cc
 void RegisterSyncRoutes(HttpServer& server);        // sync_routes.cc
 void RegisterOpsRoutes(HttpServer& server);         // ops_routes.cc
+void RegisterLinkPages(HttpServer& server);         // link_pages.cc
 
 }  // namespace offbrand
 

@@ -107,7 +107,7 @@ void SyncSeries(const Services& svc, std::string* out) {
     const char* outcome;
     uint64_t value;
   } rows[] = {{"ok", st.sent_ok}, {"retry", st.sent_retry}, {"dead", st.sent_dead},
-              {"compacted", st.compacted}};
+              {"compacted", st.compacted}, {"quarantined", st.quarantined}};
   for (const auto& row : rows) {
     char buf[128];
     std::snprintf(buf, sizeof(buf), "offbrand_sync_sends_total{outcome=\"%s\"} %" PRIu64 "\n",

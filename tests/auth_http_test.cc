@@ -682,3 +682,52 @@ BOOST_AUTO_TEST_CASE(NoSecretsReachTheLogDuringAuthFlows) {
     BOOST_TEST(text.find(secret) == std::string::npos, "in the log: " << secret);
   }
 }
+
+// The links we mail open pages that exist: each page names the API call its
+// button makes, keeps the token out of Referer headers and runs only our
+// own script; nothing happens on a mere GET (mail scanners prefetch links).
+BOOST_AUTO_TEST_CASE(MailedLinksOpenPagesThatCallTheApi) {
+  TempDir dir;
+  TestServer server(dir.path());
+  TestApi api = server.api();
+  const std::string email = EmailOf("linda");
+  BOOST_REQUIRE_EQUAL(api.Post(kApi + "/auth/register",
+                               RegisterJson("linda", email, PasswordOf("linda"))).status,
+                      201);
+  const std::string mail = WaitForMail(server, email);
+  const size_t at = mail.find("/confirm?token=");
+  BOOST_REQUIRE(at != std::string::npos);
+  const std::string link = mail.substr(at, mail.find_first_of(" \r\n", at) - at);
+
+  const struct {
+    std::string path;
+    std::string api;
+  } pages[] = {{link, "/api/v1/auth/confirm"},
+               {"/reset?token=x", "/api/v1/auth/reset/confirm"},
+               {"/email/confirm?token=x", "/api/v1/auth/email/confirm"}};
+  for (const auto& p : pages) {
+    HttpReply r = api.Get(p.path);
+    BOOST_TEST_CONTEXT(p.path) {
+      BOOST_CHECK_EQUAL(r.status, 200);
+      BOOST_TEST(r.header("Content-Type").rfind("text/html", 0) == 0);
+      BOOST_TEST(r.body.find("data-api=\"" + p.api + "\"") != std::string::npos);
+      BOOST_TEST(r.body.find("<script src=\"/link-pages.js\">") != std::string::npos);
+      BOOST_CHECK_EQUAL(r.header("Referrer-Policy"), "no-referrer");
+      BOOST_TEST(r.header("Content-Security-Policy").find("script-src 'self'") !=
+                 std::string::npos);
+    }
+  }
+  BOOST_TEST(api.Get("/reset?token=x").body.find("type=\"password\"") != std::string::npos);
+  HttpReply js = api.Get("/link-pages.js");
+  BOOST_CHECK_EQUAL(js.status, 200);
+  BOOST_TEST(js.header("Content-Type").rfind("text/javascript", 0) == 0);
+  BOOST_TEST(js.body.find("URLSearchParams") != std::string::npos);
+
+  // Opening the page confirmed nothing: the API call does.
+  HttpReply me = api.Post(kApi + "/auth/login", LoginJson(email, PasswordOf("linda")));
+  BOOST_REQUIRE_EQUAL(me.status, 200);
+  BOOST_TEST(!me.json().at("user").at("confirmed").boolean());
+  BOOST_CHECK_EQUAL(api.Post(kApi + "/auth/confirm",
+                             "{\"token\":\"" + TokenIn(mail) + "\"}").status,
+                    200);
+}
