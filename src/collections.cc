@@ -242,9 +242,11 @@ Result<int64_t> IssueCreatedUs(WriteTxn& txn, const Clock& clock) {
   return created_us;
 }
 
-// Entries of `db` keyed `prefix` + u64, counted up to `max` (the caller only
-// needs to know whether a limit is reached).
-uint64_t CountPrefixUpTo(const Txn& txn, Db db, const std::string& prefix, uint64_t max) {
+// 409 `code` ("<what> ... <max> ...") when `db` already holds `max` entries
+// keyed `owner` + u64; counts no further than the limit.
+Status CheckBelowLimit(const Txn& txn, Db db, uint64_t owner, uint64_t max, const char* code,
+                       const std::string& message) {
+  const std::string prefix = U64Key(owner);
   uint64_t n = 0;
   Cursor cursor = txn.OpenCursor(db);
   for (bool ok = cursor.Seek(prefix); ok && n < max; ok = cursor.Next()) {
@@ -252,7 +254,7 @@ uint64_t CountPrefixUpTo(const Txn& txn, Db db, const std::string& prefix, uint6
     if (key.size() != prefix.size() + 8 || key.substr(0, prefix.size()) != prefix) break;
     ++n;
   }
-  return n;
+  return n < max ? Status::Ok() : Status::Conflict(code, message);
 }
 
 // The ids of every entry of `db` keyed `prefix` (8 bytes) + u64 id, copied
@@ -405,12 +407,13 @@ Status CreateCollection(RequestContext& ctx) {
   const Clock& clock = *ctx.svc.clock;
   std::string body;
   Status st = ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
-    if (CountPrefixUpTo(txn, Db::kCollectionsByAuthor, U64Key(c.author_id),
-                        config.collections_per_user_max) >= config.collections_per_user_max) {
-      return Status::Conflict("too_many_collections",
-                              "You already have " +
-                                  std::to_string(config.collections_per_user_max) +
-                                  " Collections, the most one person may have");
+    if (Status s = CheckBelowLimit(
+            txn, Db::kCollectionsByAuthor, c.author_id, config.collections_per_user_max,
+            "too_many_collections",
+            "You already have " + std::to_string(config.collections_per_user_max) +
+                " Collections, the most one person may have");
+        !s.ok()) {
+      return s;
     }
     Result<uint64_t> id = txn.NextId("collection");
     if (!id.ok()) return id.status();
@@ -579,12 +582,12 @@ Status CreateItem(RequestContext& ctx) {
     Collection c;
     if (Status s = CheckCollectionEditor(txn, viewer, *cid, true, &c); !s.ok()) return s;
     if (FindItemByUrl(txn, c.id, item.url) != 0) return DuplicateLink();
-    if (CountPrefixUpTo(txn, Db::kItemsByCollection, U64Key(c.id),
-                        config.items_per_collection_max) >= config.items_per_collection_max) {
-      return Status::Conflict("too_many_links",
-                              "This Collection already holds " +
-                                  std::to_string(config.items_per_collection_max) +
-                                  " links, the most one Collection may hold");
+    if (Status s = CheckBelowLimit(
+            txn, Db::kItemsByCollection, c.id, config.items_per_collection_max, "too_many_links",
+            "This Collection already holds " + std::to_string(config.items_per_collection_max) +
+                " links, the most one Collection may hold");
+        !s.ok()) {
+      return s;
     }
     Result<uint64_t> id = txn.NextId("item");
     if (!id.ok()) return id.status();
