@@ -150,15 +150,24 @@ Status Register(RequestContext& ctx) {
   return Status::Ok();
 }
 
+// The body's "token", verified as signed by us for `purpose` and unexpired;
+// *token_key (when wanted) is the key that marks it used (single use).
+Status VerifyBodyToken(const RequestContext& ctx, const RequestJson& body, const char* purpose,
+                       SignedToken* t, std::string* token_key) {
+  std::string token;
+  ACCT_RETURN_IF_ERROR(body.String("token", &token, true));
+  ACCT_RETURN_IF_ERROR(
+      VerifySignedToken(ctx.svc.config->secret_key, token, purpose, NowMs(ctx), t));
+  if (token_key != nullptr) *token_key = Sha256Hex(token);
+  return Status::Ok();
+}
+
 Status Confirm(RequestContext& ctx) {
   RequestJson body;
   ACCT_RETURN_IF_ERROR(ctx.ParseJson(&body, {"token"}));
-  std::string token;
-  ACCT_RETURN_IF_ERROR(body.String("token", &token, true));
   SignedToken t;
-  ACCT_RETURN_IF_ERROR(
-      VerifySignedToken(ctx.svc.config->secret_key, token, "confirm", NowMs(ctx), &t));
-  const std::string token_key = Sha256Hex(token);
+  std::string token_key;
+  ACCT_RETURN_IF_ERROR(VerifyBodyToken(ctx, body, "confirm", &t, &token_key));
   const Config& config = *ctx.svc.config;
   User confirmed;
   ACCT_RETURN_IF_ERROR(ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
@@ -329,12 +338,10 @@ Status RequestReset(RequestContext& ctx) {
 Status ConfirmReset(RequestContext& ctx) {
   RequestJson body;
   ACCT_RETURN_IF_ERROR(ctx.ParseJson(&body, {"token", "password"}));
-  std::string token, password;
-  ACCT_RETURN_IF_ERROR(body.String("token", &token, true));
+  SignedToken t;  // single use through auth_epoch, which the reset bumps
+  ACCT_RETURN_IF_ERROR(VerifyBodyToken(ctx, body, "reset", &t, nullptr));
+  std::string password;
   ACCT_RETURN_IF_ERROR(body.String("password", &password, true));
-  SignedToken t;
-  ACCT_RETURN_IF_ERROR(
-      VerifySignedToken(ctx.svc.config->secret_key, token, "reset", NowMs(ctx), &t));
   ACCT_RETURN_IF_ERROR(ValidatePassword(password));
   {  // Refuse a spent link before paying for a hash.
     auto read = ctx.svc.store->BeginRead();
@@ -396,12 +403,9 @@ Status RequestEmailChange(RequestContext& ctx) {
 Status ConfirmEmailChange(RequestContext& ctx) {
   RequestJson body;
   ACCT_RETURN_IF_ERROR(ctx.ParseJson(&body, {"token"}));
-  std::string token;
-  ACCT_RETURN_IF_ERROR(body.String("token", &token, true));
   SignedToken t;
-  ACCT_RETURN_IF_ERROR(
-      VerifySignedToken(ctx.svc.config->secret_key, token, "email", NowMs(ctx), &t));
-  const std::string token_key = Sha256Hex(token);
+  std::string token_key;
+  ACCT_RETURN_IF_ERROR(VerifyBodyToken(ctx, body, "email", &t, &token_key));
   User changed;
   ACCT_RETURN_IF_ERROR(ctx.svc.store->Write([&](WriteTxn& txn) -> Status {
     Result<User> u = LoadUser(txn, t.user_id);
