@@ -352,12 +352,8 @@ Status SendPage(RequestContext& ctx, WriteItems&& write_items) {
   out.BeginObject().Key("items").BeginArray();
   uint64_t next = 0;
   if (Status s = write_items(out, &next); !s.ok()) return s;
-  out.EndArray().Key("next");
-  if (next != 0) {
-    out.String(EncodeCursor(next));
-  } else {
-    out.Null();
-  }
+  out.EndArray();
+  WriteNextCursor(out, next != 0, next);
   out.EndObject();
   ctx.SendJson(200, out.str());
   return Status::Ok();

@@ -133,12 +133,8 @@ Status SendFeedPage(RequestContext& ctx, FeedPageCache& cache, const std::string
   out.BeginObject().Key("items").BeginArray();
   uint64_t next = 0;
   if (Status s = scan(out, &next); !s.ok()) return s;
-  out.EndArray().Key("next");
-  if (next != 0) {
-    out.String(EncodeCursor(next));
-  } else {
-    out.Null();
-  }
+  out.EndArray();
+  WriteNextCursor(out, next != 0, next);
   out.EndObject();
   auto body = std::make_shared<const std::string>(out.Release());
   cache.Insert(key, snapshot, body);

@@ -611,12 +611,8 @@ Status SendEdgePage(RequestContext& ctx, const Txn& txn, Db db, uint64_t owner, 
     ++written;
     last = other;
   }
-  out.EndArray().Key("next");
-  if (more) {
-    out.String(EncodeCursor(last));
-  } else {
-    out.Null();
-  }
+  out.EndArray();
+  WriteNextCursor(out, more, last);
   out.Key("count").Uint(count).EndObject();
   SendJsonOut(ctx, 200, out);
   return Status::Ok();
@@ -776,12 +772,8 @@ Status FeedPageParams(RequestContext& ctx, int* limit, uint64_t* below) {
 // Closes the page, keeps it in `cache` and sends it.
 void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last,
                 FeedPageCache& cache, const std::string& key, uint64_t snapshot) {
-  out.EndArray().Key("next");
-  if (more) {
-    out.String(EncodeCursor(last));
-  } else {
-    out.Null();
-  }
+  out.EndArray();
+  WriteNextCursor(out, more, last);
   out.EndObject();
   auto body = std::make_shared<const std::string>(out.Release());
   cache.Insert(key, snapshot, body);

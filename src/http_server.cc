@@ -323,6 +323,15 @@ std::string EncodeCursor(uint64_t last) {
   return out;
 }
 
+void WriteNextCursor(JsonOut& out, bool more, uint64_t last) {
+  out.Key("next");
+  if (more) {
+    out.String(EncodeCursor(last));
+  } else {
+    out.Null();
+  }
+}
+
 Status DecodeCursor(const std::string& cursor, uint64_t* last) {
   unsigned char raw[16];
   size_t len = 0;

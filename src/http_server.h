@@ -135,6 +135,9 @@ using RouteHandler = std::function<Status(RequestContext&)>;
 
 // Opaque cursors: base64url of a u64 (the last id seen). Bad cursor -> 422.
 std::string EncodeCursor(uint64_t last);
+// Writes the "next" member of a list page: the cursor after `last`, or null
+// when `more` is false (the page is the last one).
+void WriteNextCursor(JsonOut& out, bool more, uint64_t last);
 Status DecodeCursor(const std::string& cursor, uint64_t* last);
 
 class HttpServer {

@@ -103,12 +103,7 @@ Status ListDead(RequestContext& ctx) {
     ++n;
   }
   out.EndArray();
-  out.Key("next");
-  if (more) {
-    out.String(EncodeCursor(last));
-  } else {
-    out.Null();
-  }
+  WriteNextCursor(out, more, last);
   out.EndObject();
   ctx.SendJson(200, out.str());
   return Status::Ok();

@@ -119,12 +119,8 @@ Status ListUsers(RequestContext& ctx) {
       ++count;
     }
   }
-  out.EndArray().Key("next");
-  if (more) {
-    out.String(EncodeCursor(last_id));
-  } else {
-    out.Null();
-  }
+  out.EndArray();
+  WriteNextCursor(out, more, last_id);
   out.EndObject();
   ctx.SendJson(200, out.str());
   return Status::Ok();
