@@ -145,10 +145,8 @@ Status SendFeedPage(RequestContext& ctx, FeedPageCache& cache, const std::string
 // GET /feeds/user/<username>: the user's collection activities, newest first.
 Status UserFeed(RequestContext& ctx, FeedPageCache& cache) {
   int limit = 0;
-  std::string cursor;
-  if (Status s = ctx.PageParams(&limit, &cursor); !s.ok()) return s;
   uint64_t before = 0;
-  if (Status s = PageBefore(cursor, &before); !s.ok()) return s;
+  if (Status s = NewestFirstPageParams(ctx, &limit, &before); !s.ok()) return s;
   auto txn_or = ctx.svc.store->BeginRead();
   if (!txn_or.ok()) return txn_or.status();
   const Txn& txn = **txn_or;
@@ -190,10 +188,8 @@ Status CollectionFeed(RequestContext& ctx, FeedPageCache& cache) {
   Result<uint64_t> cid = ctx.IdParam(1);
   if (!cid.ok()) return cid.status();
   int limit = 0;
-  std::string cursor;
-  if (Status s = ctx.PageParams(&limit, &cursor); !s.ok()) return s;
   uint64_t before = 0;
-  if (Status s = PageBefore(cursor, &before); !s.ok()) return s;
+  if (Status s = NewestFirstPageParams(ctx, &limit, &before); !s.ok()) return s;
   auto txn_or = ctx.svc.store->BeginRead();
   if (!txn_or.ok()) return txn_or.status();
   const Txn& txn = **txn_or;

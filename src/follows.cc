@@ -761,14 +761,6 @@ class FeedMerge {
   std::priority_queue<Candidate> heap_;
 };
 
-// Parses ?limit= and ?cursor= for a feed: `*below` is the exclusive upper id.
-Status FeedPageParams(RequestContext& ctx, int* limit, uint64_t* below) {
-  std::string cursor;
-  Status s = ctx.PageParams(limit, &cursor);
-  if (!s.ok()) return s;
-  return PageBefore(cursor, below);
-}
-
 // Closes the page, keeps it in `cache` and sends it.
 void FinishFeed(RequestContext& ctx, JsonOut& out, bool more, uint64_t last,
                 FeedPageCache& cache, const std::string& key, uint64_t snapshot) {
@@ -806,7 +798,7 @@ Status TimelineFeed(RequestContext& ctx, FeedPageCache& cache) {
   if (!s.ok()) return s;
   int limit = 0;
   uint64_t below = 0;
-  s = FeedPageParams(ctx, &limit, &below);
+  s = NewestFirstPageParams(ctx, &limit, &below);
   if (!s.ok()) return s;
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();
@@ -860,7 +852,7 @@ Status NotificationsFeed(RequestContext& ctx, FeedPageCache& cache) {
   if (!s.ok()) return s;
   int limit = 0;
   uint64_t below = 0;
-  s = FeedPageParams(ctx, &limit, &below);
+  s = NewestFirstPageParams(ctx, &limit, &below);
   if (!s.ok()) return s;
   Result<std::unique_ptr<ReadTxn>> rtxn = ctx.svc.store->BeginRead();
   if (!rtxn.ok()) return rtxn.status();

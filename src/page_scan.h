@@ -88,6 +88,14 @@ inline Status PageBefore(const std::string& cursor, uint64_t* before) {
   return DecodeCursor(cursor, before);
 }
 
+// ?limit= and ?cursor= of a newest-first page: *limit, and *before the
+// exclusive upper id (PageBefore). 422 for a bad limit or cursor.
+inline Status NewestFirstPageParams(RequestContext& ctx, int* limit, uint64_t* before) {
+  std::string cursor;
+  if (Status s = ctx.PageParams(limit, &cursor); !s.ok()) return s;
+  return PageBefore(cursor, before);
+}
+
 // Calls visit(id, value) for up to `limit` entries of `db` whose key is
 // `prefix` + u64 id with id < `before`, largest id first. `value` is valid
 // only during the call. *next is set to the last visited id when entries
